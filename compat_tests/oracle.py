@@ -1,0 +1,93 @@
+"""The oracle: what "loaded correctly" means, in one place.
+
+A load is correct when the loader reported no missing or unexpected keys, every tensor of the loaded
+model equals the source's bit for bit, and the outputs agree. Outputs get a tolerance (and tensors
+none) because equal weights can still give last-bit differences on CPU when a loaded tensor's memory
+layout or alignment differs, which changes the kernel path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .evidence import Evidence, from_exception
+from .source import SourceModel
+
+# Relative to the reference output's largest magnitude (at least 1).
+OUTPUT_RTOL = 1e-5
+
+
+def diff_state(expected, actual):
+    """Compare two state dicts: missing/unexpected keys, shape, dtype and value differences.
+
+    Standalone on purpose: repro scripts embed this function's source verbatim.
+    """
+    import torch
+
+    report = {"missing": [], "unexpected": [], "shape": [], "dtype": [], "values": []}
+    report["missing"] = [k for k in expected if k not in actual]
+    report["unexpected"] = [k for k in actual if k not in expected]
+    for key, want in expected.items():
+        got = actual.get(key)
+        if got is None:
+            continue
+        if tuple(want.shape) != tuple(got.shape):
+            report["shape"].append((key, list(want.shape), list(got.shape)))
+            continue
+        if want.dtype != got.dtype:
+            report["dtype"].append((key, str(want.dtype), str(got.dtype)))
+        got = got.detach().to("cpu", want.dtype)
+        if not torch.equal(want.detach().cpu(), got):
+            diff = (want.detach().cpu().double() - got.double()).abs().max().item() if want.numel() else 0.0
+            report["values"].append((key, diff))
+    return report
+
+
+def compare_outputs(reference, output, rtol=1e-5):
+    """Shape and max abs error of `output` against `reference` (standalone; embedded in repros)."""
+    import torch
+
+    result = {"ok": False, "expected_shape": list(reference.shape), "shape": list(output.shape)}
+    if tuple(reference.shape) != tuple(output.shape):
+        return result
+    ref, out = reference.detach().double(), output.detach().cpu().double()
+    tolerance = rtol * max(1.0, ref.abs().max().item())
+    both_nan = torch.isnan(ref) & torch.isnan(out)
+    error = (ref - out).abs().masked_fill(both_nan, 0.0)
+    max_error = error.max().item() if error.numel() else 0.0
+    result.update(max_error=max_error, tolerance=tolerance, ok=bool(max_error <= tolerance))
+    return result
+
+
+def _reported(loaded: dict[str, Any], key: str) -> list[str]:
+    return [str(k) for k in (loaded.get(key) or [])]
+
+
+def judge(source: SourceModel, loaded: dict[str, Any]) -> Evidence:
+    """Evidence for a completed load. `loaded` is what a path's roundtrip returned."""
+    module: torch.nn.Module = loaded["model"]
+    report = diff_state(source.model.state_dict(), module.state_dict())
+    evidence = Evidence(
+        missing_keys=sorted(set(report["missing"]) | set(_reported(loaded, "missing_keys"))),
+        unexpected_keys=sorted(set(report["unexpected"]) | set(_reported(loaded, "unexpected_keys"))),
+        shape_mismatches=report["shape"],
+        dtype_mismatches=report["dtype"],
+        value_mismatches=report["values"],
+    )
+    actual = module.state_dict()
+    evidence.at_init = [
+        key for key, _ in report["values"]
+        if key in source.constant_inits and torch.equal(actual[key].detach().cpu(), source.constant_inits[key])
+    ]
+    forward = loaded.get("forward") or module
+    module.eval()
+    try:
+        with torch.no_grad():
+            output = forward(source.input())
+    except Exception as error:  # the load "worked" but the model no longer runs: keep the key evidence too
+        evidence.exception = from_exception(error).exception
+        return evidence
+    evidence.output = compare_outputs(source.reference, output, OUTPUT_RTOL)
+    return evidence

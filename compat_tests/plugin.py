@@ -1,0 +1,195 @@
+"""The pytest plugin that turns options into the matrix, records every cell, and prints the summary.
+
+Loaded by the repository's conftest.py. It stays inert in runs that collect no matrix cells
+(the suite's own tests), except for registering its options.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Before anything imports huggingface_hub: this suite never reaches a hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import pytest  # noqa: E402
+
+from . import results, summary  # noqa: E402
+from .paths import all_paths  # noqa: E402
+from .scenario import Scenario  # noqa: E402
+from .selection import SelectionError, parse_count, select, split_globs  # noqa: E402
+from .session import MatrixSession, new_run_id, threads_per_worker  # noqa: E402
+from .tiers import TIERS  # noqa: E402
+from .versions import installed  # noqa: E402
+
+MATRIX_DIR = Path(__file__).resolve().parent
+_PLAN = pytest.StashKey["Plan"]()
+_RUN_ID = pytest.StashKey[str]()
+
+
+@dataclass
+class Plan:
+    scenarios: list[Scenario] = field(default_factory=list)
+    skip_models: dict[str, str] = field(default_factory=dict)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("timm-compat", "timm-compat matrix")
+    group.addoption("--models", default=None,
+                    help="comma-separated fnmatch globs over timm.list_models(), e.g. 'resnet*,vit_small_*'")
+    group.addoption("--exclude", default=None, help="comma-separated globs of models to leave out")
+    group.addoption("--tier", default="smoke", choices=TIERS,
+                    help="model list when --models is not given: smoke (curated, default) or full (registry)")
+    group.addoption("--max-params", default=None,
+                    help="skip models with more parameters than this, e.g. 30M (counted on the meta device)")
+    group.addoption("--paths", default=None, help="comma-separated loading paths (default: all)")
+    group.addoption("--report-dir", default="reports", help="where compat-report.jsonl is written")
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _runs_matrix(config: pytest.Config) -> bool:
+    for arg in config.args:
+        target = Path(str(arg).split("::")[0]).resolve()
+        if target == MATRIX_DIR or MATRIX_DIR in target.parents or target in MATRIX_DIR.parents:
+            return True
+    return False
+
+
+def report_path(config: pytest.Config) -> Path:
+    return Path(config.getoption("report_dir")).resolve() / results.REPORT_NAME
+
+
+def _record_bad_input(config: pytest.Config, message: str) -> None:
+    results.append(report_path(config), results.Result(
+        id="invocation", model="", path="", override="", status="error", signature="bad-input",
+        message=message, versions=installed(), run_id=config.stash.get(_RUN_ID, "")))
+
+
+def _selected_paths(config: pytest.Config) -> list[str]:
+    known = all_paths()
+    wanted = split_globs(config.getoption("paths")) or list(known)
+    unknown = [p for p in wanted if p not in known]
+    if unknown:
+        raise SelectionError(f"--paths: unknown path(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return wanted
+
+
+class _XdistHooks:
+    """Hands the controller's run id to every worker, so all their records belong to one run."""
+
+    @pytest.hookimpl
+    def pytest_configure_node(self, node) -> None:
+        node.workerinput["timm_compat_run_id"] = node.config.stash[_RUN_ID]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if _is_worker(config):
+        config.stash[_RUN_ID] = config.workerinput.get("timm_compat_run_id", new_run_id())
+    else:
+        config.stash[_RUN_ID] = new_run_id()
+        if config.pluginmanager.hasplugin("xdist"):
+            config.pluginmanager.register(_XdistHooks(), "timm-compat-xdist")
+    if not _runs_matrix(config):
+        return
+    try:
+        if config.getoption("max_params") is not None:
+            parse_count(config.getoption("max_params"))
+        _selected_paths(config)
+    except SelectionError as e:
+        if not _is_worker(config):
+            _record_bad_input(config, str(e))
+        raise pytest.UsageError(str(e)) from None
+    if not _is_worker(config):
+        results.rotate(report_path(config))
+
+
+def _plan(config: pytest.Config) -> Plan:
+    if _PLAN in config.stash:
+        return config.stash[_PLAN]
+    import timm
+
+    max_params = config.getoption("max_params")
+    selection = select(
+        timm.list_models(),
+        models=config.getoption("models"),
+        exclude=config.getoption("exclude"),
+        tier=config.getoption("tier"),
+        max_params=parse_count(max_params) if max_params is not None else None,
+        count=_cached_counter(config),
+    )
+    paths = all_paths()
+    plan = Plan()
+    for model in selection.models:
+        for name in _selected_paths(config):
+            plan.scenarios += [Scenario(model, name, o) for o in paths[name].overrides(model)]
+    # Bad or inapplicable input is still a recorded cell, so the report shows it.
+    plan.scenarios += [Scenario(pattern, "create_model") for pattern in selection.unknown]
+    timm_version = installed()["timm"]
+    for model in selection.absent:
+        plan.skip_models[model] = f"not applicable: timm {timm_version} has no {model} (the smoke tier lists it)"
+    for model, size in selection.too_large.items():
+        plan.skip_models[model] = f"skipped: {size / 1e6:.1f}M parameters > --max-params {max_params}"
+    plan.scenarios += [Scenario(model, "create_model") for model in plan.skip_models]
+    config.stash[_PLAN] = plan
+    return plan
+
+
+def _cached_counter(config: pytest.Config):
+    """Parameter counts are costly for the whole registry: keep them in pytest's cache per timm release."""
+    from .selection import count_params_meta
+
+    key = f"timm-compat/param-counts/{installed()['timm']}"
+    cache = getattr(config, "cache", None)
+    counts: dict[str, int | None] = dict(cache.get(key, {}) if cache else {})
+
+    def count(name: str) -> int | None:
+        if name not in counts:
+            counts[name] = count_params_meta(name)
+            if cache:
+                cache.set(key, counts)
+        return counts[name]
+
+    return count
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "scenario" not in metafunc.fixturenames:
+        return
+    try:
+        plan = _plan(metafunc.config)
+    except SelectionError as e:
+        raise pytest.UsageError(str(e)) from None
+    metafunc.parametrize(
+        "scenario",
+        [pytest.param(s, id=s.id, marks=pytest.mark.xdist_group(s.model)) for s in plan.scenarios],
+    )
+
+
+@pytest.fixture(scope="session")
+def matrix_session(request: pytest.FixtureRequest) -> MatrixSession:
+    config = request.config
+    if _is_worker(config):
+        import torch
+
+        torch.set_num_threads(threads_per_worker(config.workerinput.get("workercount", 1)))
+    plan = config.stash.get(_PLAN, Plan())
+    return MatrixSession(run_id=config.stash[_RUN_ID], report=report_path(config), skip_models=plan.skip_models)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if _is_worker(config) or not _runs_matrix(config):
+        return
+    path = report_path(config)
+    recorded = list(results.read(path, config.stash[_RUN_ID]))
+    if not recorded:
+        return
+    versions = ", ".join(f"{k} {v}" for k, v in recorded[0].versions.items() if v)
+    terminalreporter.section(f"timm-compat summary ({versions})")
+    for line in summary.render(recorded):
+        terminalreporter.write_line(line)
+    terminalreporter.write_line(f"report: {path}")

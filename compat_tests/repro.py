@@ -1,0 +1,65 @@
+"""Standalone repro scripts: the exact functions a cell ran, pasted into one file with only
+torch/timm/transformers/safetensors imports, so a maintainer can run it in a plain Python shell."""
+
+from __future__ import annotations
+
+import inspect
+import textwrap
+from typing import Any
+
+from .oracle import OUTPUT_RTOL, compare_outputs, diff_state
+from .paths.base import LoadingPath
+from .source import BATCH, make_input, perturb_
+
+_MAIN = '''
+spec = {spec!r}
+torch.manual_seed(spec["seed"])
+source = timm.create_model(spec["name"], pretrained=False, **spec["kwargs"]).eval()
+perturb_(source, spec["seed"])
+x = make_input({input_size!r}, spec["seed"], {batch})
+with torch.no_grad():
+    reference = source(x)
+
+loaded = {roundtrip}(source, tempfile.mkdtemp(), spec)  # an exception here is the failure
+
+report = diff_state(source.state_dict(), loaded["model"].state_dict())
+report["reported_missing"] = list(loaded.get("missing_keys") or [])
+report["reported_unexpected"] = list(loaded.get("unexpected_keys") or [])
+forward = loaded.get("forward") or loaded["model"].eval()
+with torch.no_grad():
+    output = compare_outputs(reference, forward(x), {rtol})
+problems = {{k: v[:10] for k, v in report.items() if v}}
+print("problems:", problems)
+print("output:", output)
+assert not problems and output["ok"], "the load is not faithful to the saved model"
+print("OK: loaded faithfully")
+'''
+
+
+def _source_of(obj: Any) -> str:
+    return textwrap.dedent(inspect.getsource(obj)).strip() + "\n"
+
+
+def script(
+    scenario_id: str,
+    path: LoadingPath,
+    spec: dict[str, Any],
+    input_size: tuple[int, ...],
+    versions: dict[str, Any],
+) -> str:
+    """A runnable Python script reproducing one cell."""
+    pinned = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
+    parts = [
+        f'"""Repro for {scenario_id} ({path.summary}).\n\nRecorded with {pinned}. Run: python repro.py"""',
+        "import os\nos.environ.setdefault('HF_HUB_OFFLINE', '1')\nimport tempfile\n\nimport timm\nimport torch\n",
+    ]
+    seen: set[str] = set()
+    for obj in (perturb_, make_input, diff_state, compare_outputs, *path.helpers, path.roundtrip):
+        if obj.__name__ not in seen:
+            seen.add(obj.__name__)
+            parts.append(_source_of(obj))
+    parts.append(
+        _MAIN.format(spec=spec, input_size=tuple(input_size), batch=BATCH, roundtrip=path.roundtrip.__name__,
+                     rtol=OUTPUT_RTOL)
+    )
+    return "\n\n".join(parts)

@@ -1,0 +1,80 @@
+"""Results: one JSON line per finished scenario, written the moment it finishes.
+
+Several xdist workers append to one file; each record is one write() under an exclusive lock, and
+is fsync'd, so a run that is killed keeps every scenario it finished.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+STATUSES = ("passed", "failed", "error", "skipped")
+REPORT_NAME = "compat-report.jsonl"
+
+
+@dataclass
+class Result:
+    id: str
+    model: str
+    path: str
+    override: str
+    status: str
+    signature: str = ""
+    message: str = ""
+    versions: dict[str, str | None] = field(default_factory=dict)
+    duration_s: float = 0.0
+    override_kwargs: dict[str, Any] = field(default_factory=dict)
+    evidence: dict[str, Any] = field(default_factory=dict)
+    repro: str = ""
+    run_id: str = ""
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"unknown status {self.status!r}; expected one of {STATUSES}")
+        # A message is one line a maintainer can read in a table.
+        self.message = " ".join(self.message.split())
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, default=str)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Result:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def append(path: Path, result: Result) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = (result.to_json() + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def read(path: Path, run_id: str | None = None) -> Iterator[Result]:
+    """Records of `path`, optionally of one run. A torn last line (a killed writer) is skipped."""
+    if not path.exists():
+        return
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if run_id is None or data.get("run_id") == run_id:
+                yield Result.from_dict(data)
+
+
+def rotate(path: Path) -> None:
+    """Keep the previous run's report beside the new one instead of appending to it."""
+    if path.exists() and path.stat().st_size:
+        path.replace(path.with_suffix(".prev.jsonl"))

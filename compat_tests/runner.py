@@ -1,0 +1,92 @@
+"""Runs one scenario end to end and turns what happened into a Result. Never raises for a product
+failure: the library's exceptions become evidence; only the harness's own bugs are `error`s."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tempfile
+import time
+import traceback
+
+from . import oracle, repro, signatures, versions
+from .evidence import Evidence, from_exception
+from .paths import all_paths
+from .results import Result
+from .scenario import Scenario
+from .source import DEFAULT_SEED, SourceCache
+
+# Saves go to RAM where the machine has it: the matrix writes thousands of checkpoints.
+_RAM_DIR = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+
+
+def _unknown_model(name: str) -> str | None:
+    import timm
+
+    if timm.is_model(name):
+        return None
+    close = difflib.get_close_matches(name, timm.list_models(), n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return f"unknown model {name!r}: not in timm {versions.installed()['timm']}'s registry{hint}"
+
+
+def run_scenario(scenario: Scenario, cache: SourceCache, run_id: str = "", seed: int = DEFAULT_SEED) -> Result:
+    started = time.perf_counter()
+    result = Result(id=scenario.id, model=scenario.model, path=scenario.path, override=scenario.override.name,
+                    status="passed", versions=versions.installed(), run_id=run_id,
+                    override_kwargs=scenario.describe()["override_kwargs"])
+    try:
+        _run(scenario, cache, seed, result)
+    except Exception as e:  # a bug of the harness itself: say so, never blame the library
+        result.status, result.signature = "error", f"harness-error:{type(e).__name__}"
+        result.message = f"timm-compat itself failed: {e!r} ({traceback.format_exc(limit=-1).strip()})"
+    result.duration_s = round(time.perf_counter() - started, 3)
+    return result
+
+
+def _run(scenario: Scenario, cache: SourceCache, seed: int, result: Result) -> None:
+    paths = all_paths()
+    path = paths.get(scenario.path)
+    if path is None:
+        result.status, result.signature = "error", "unknown-path"
+        result.message = f"unknown loading path {scenario.path!r}; known: {', '.join(paths)}"
+        return
+    if reason := _unknown_model(scenario.model):
+        result.status, result.signature, result.message = "error", "unknown-model", reason
+        return
+    if reason := path.requires():
+        result.status, result.message = "skipped", f"not applicable: {reason}"
+        return
+
+    kwargs = scenario.override.as_dict()
+    spec = {"name": scenario.model, "kwargs": kwargs, "seed": seed}
+    try:
+        source = cache.get(scenario.model, kwargs, seed)
+    except Exception as e:
+        evidence = from_exception(e)
+        # The baseline cell owns the cause; every other cell of the model cannot run.
+        result.status = "failed" if scenario.path == "create_model" else "error"
+        name, message = signatures.classify(evidence)
+        result.signature = name if result.status == "failed" else "source-unbuildable"
+        result.message = message if result.status == "failed" else f"the source model cannot be built: {message}"
+        result.evidence = evidence.to_json()
+        return
+
+    with tempfile.TemporaryDirectory(prefix="timm-compat-", dir=_RAM_DIR) as workdir:
+        try:
+            loaded = path.roundtrip(source.model, workdir, spec)
+        except Exception as e:
+            evidence = from_exception(e)
+        else:
+            evidence = oracle.judge(source, loaded)
+            del loaded
+    _conclude(result, evidence, path, spec, source.input_size)
+
+
+def _conclude(result: Result, evidence: Evidence, path, spec: dict, input_size: tuple[int, ...]) -> None:
+    result.evidence = evidence.to_json()
+    if evidence.clean:
+        return
+    result.status = "failed"
+    result.signature, result.message = signatures.classify(evidence)
+    result.repro = repro.script(result.id, path, spec, input_size, result.versions)

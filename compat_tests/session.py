@@ -1,0 +1,44 @@
+"""Per-process state of a matrix run: its id, the source-model cache, and where results go."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import results
+from .runner import run_scenario
+from .scenario import Scenario
+from .source import SourceCache
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+
+
+@dataclass
+class MatrixSession:
+    run_id: str
+    report: Path
+    # Reasons to skip a model without running it (e.g. over the --max-params budget).
+    skip_models: dict[str, str] = field(default_factory=dict)
+    cache: SourceCache = field(default_factory=SourceCache)
+
+    def run(self, scenario: Scenario) -> results.Result:
+        if scenario.model in self.skip_models:
+            from .versions import installed
+
+            return results.Result(id=scenario.id, model=scenario.model, path=scenario.path,
+                                  override=scenario.override.name, status="skipped",
+                                  message=self.skip_models[scenario.model], versions=installed(),
+                                  run_id=self.run_id)
+        return run_scenario(scenario, self.cache, self.run_id)
+
+    def record(self, result: results.Result) -> None:
+        results.append(self.report, result)
+
+
+def threads_per_worker(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
