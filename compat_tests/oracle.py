@@ -61,6 +61,11 @@ def compare_outputs(reference, output, rtol=1e-5):
     return result
 
 
+def _nonpersistent_buffers(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    saved = module.state_dict().keys()
+    return {k: b for k, b in module.named_buffers() if k not in saved}
+
+
 def _reported(loaded: dict[str, Any], key: str) -> list[str]:
     return [str(k) for k in (loaded.get(key) or [])]
 
@@ -81,6 +86,9 @@ def judge(source: SourceModel, loaded: dict[str, Any]) -> Evidence:
         key for key, _ in report["values"]
         if key in source.constant_inits and torch.equal(actual[key].detach().cpu(), source.constant_inits[key])
     ]
+    # Checked before the loaded model's first forward, which may legitimately refresh such caches.
+    rebuilt = diff_state(_nonpersistent_buffers(source.model), _nonpersistent_buffers(module))
+    evidence.buffer_mismatches = [k for k, *_ in rebuilt["shape"] + rebuilt["values"]]
     forward = loaded.get("forward") or module
     module.eval()
     try:

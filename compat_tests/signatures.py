@@ -101,6 +101,12 @@ def _dtype_changed(ev: Evidence) -> str | None:
     return f"{key}: saved {want}, loaded {got} ({len(ev.dtype_mismatches)} tensors)"
 
 
+def _buffer_not_rebuilt(ev: Evidence) -> str | None:
+    if not ev.buffer_mismatches:
+        return None
+    return f"{len(ev.buffer_mismatches)} differ, e.g. {_some(ev.buffer_mismatches)}"
+
+
 def _silent_reinit(ev: Evidence) -> str | None:
     if not ev.at_init or ev.missing_keys:
         return None
@@ -137,6 +143,10 @@ REGISTRY: tuple[Signature, ...] = (
     Signature("unexpected-keys", "the checkpoint has keys the model lacks", "compare the key sets", _unexpected),
     Signature("dtype-changed", "a loaded tensor's dtype differs from the saved one",
               "check the loader's dtype defaults", _dtype_changed),
+    Signature("nonpersistent-buffer-not-rebuilt",
+              "buffers the model computes in __init__ (not saved) hold other values after loading",
+              "the loader built the model without running its init (meta device); recompute these buffers",
+              _buffer_not_rebuilt),
     Signature("silent-reinit", "the load reported success but tensors kept their fresh initial values",
               "a loader skipped or renamed these keys without reporting them", _silent_reinit),
     Signature("tensor-mismatch", "loaded tensors differ from the saved ones",

@@ -1,0 +1,153 @@
+"""The oracle and signatures against real faults in real timm models (no mocks: real state dicts,
+real load_state_dict, real forward)."""
+
+import copy
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from compat_tests.evidence import from_exception
+from compat_tests.oracle import compare_outputs, diff_state, judge
+from compat_tests.signatures import classify
+
+from .conftest import fresh
+
+
+def load_into_fresh(source, state, strict=False):
+    """What a loader does: a fresh model, the checkpoint loaded into it; returns the roundtrip dict."""
+    model = fresh(source)
+    report = model.load_state_dict(state, strict=strict)
+    return {"model": model, "missing_keys": report.missing_keys, "unexpected_keys": report.unexpected_keys}
+
+
+def verdict(source, state):
+    """(signature, message) for loading `state`, or None when the oracle finds the load faithful."""
+    evidence = judge(source, load_into_fresh(source, state))
+    return None if evidence.clean else classify(evidence)
+
+
+def saved(source):
+    return {k: v.clone() for k, v in source.model.state_dict().items()}
+
+
+def test_a_faithful_load_is_clean(vit_ls, byob):
+    assert verdict(vit_ls, saved(vit_ls)) is None
+    assert verdict(byob, saved(byob)) is None
+
+
+def test_one_renamed_key_is_missing_keys(vit_ls):
+    state = saved(vit_ls)
+    state["blocks.0.attn.qkv.renamed"] = state.pop("blocks.0.attn.qkv.weight")
+    name, message = verdict(vit_ls, state)
+    assert name == "missing-keys" and "blocks.0.attn.qkv.weight" in message
+
+
+def test_strict_load_error_text_gives_the_same_key_evidence(vit_ls):
+    state = saved(vit_ls)
+    state["blocks.0.attn.qkv.renamed"] = state.pop("blocks.0.attn.qkv.weight")
+    with pytest.raises(RuntimeError) as raised:
+        fresh(vit_ls).load_state_dict(state, strict=True)
+    evidence = from_exception(raised.value)
+    assert evidence.missing_keys == ["blocks.0.attn.qkv.weight"]
+    assert evidence.unexpected_keys == ["blocks.0.attn.qkv.renamed"]
+    assert classify(evidence)[0] == "missing-keys"
+
+
+def test_one_ulp_on_one_tensor_is_a_tensor_mismatch(vit_ls):
+    state = saved(vit_ls)
+    w = state["blocks.1.mlp.fc1.weight"]
+    w.view(-1)[7] = torch.nextafter(w.view(-1)[7], torch.tensor(float("inf")))
+    name, message = verdict(vit_ls, state)
+    assert name == "tensor-mismatch" and "blocks.1.mlp.fc1.weight" in message
+
+
+def test_a_buffer_silently_left_at_init_is_silent_reinit(byob):
+    state = saved(byob)
+    del state["stem.bn.running_var"]
+    model = fresh(byob)
+    model.load_state_dict(state, strict=False)  # a loader that drops the key and says nothing
+    evidence = judge(byob, {"model": model})
+    assert evidence.at_init == ["stem.bn.running_var"]
+    assert classify(evidence)[0] == "silent-reinit"
+
+
+def test_transformers_legacy_gamma_rename_on_layerscale(vit_ls):
+    """transformers <= 4.48 renamed every key containing 'gamma' to 'weight' before loading."""
+    state = {k.replace("gamma", "weight"): v for k, v in saved(vit_ls).items()}
+    name, message = verdict(vit_ls, state)
+    assert name == "layerscale-gamma-renamed"
+    assert "blocks.0.ls1.gamma -> blocks.0.ls1.weight" in message
+    with pytest.raises(RuntimeError) as raised:
+        fresh(vit_ls).load_state_dict(state, strict=True)
+    assert classify(from_exception(raised.value))[0] == "layerscale-gamma-renamed"
+
+
+def test_a_wrapper_prefix_is_named(vit_ls):
+    state = {"timm_model." + k: v for k, v in saved(vit_ls).items()}
+    name, message = verdict(vit_ls, state)
+    assert name == "key-prefix-mismatch" and "'timm_model.'" in message
+
+
+def test_a_shape_change_is_a_shape_mismatch(vit_ls):
+    state = saved(vit_ls)
+    state["head.weight"] = state["head.weight"][:5]
+    state["head.bias"] = state["head.bias"][:5]
+    with pytest.raises(RuntimeError) as raised:
+        fresh(vit_ls).load_state_dict(state, strict=True)
+    name, message = classify(from_exception(raised.value))
+    assert name == "shape-mismatch" and "head.weight" in message
+
+
+def test_equal_weights_with_a_changed_forward_is_an_output_mismatch(byob):
+    loaded = load_into_fresh(byob, saved(byob))
+    model = loaded["model"]
+    loaded["forward"] = lambda x: model(x) * (1 + 1e-3)
+    name, _ = classify(judge(byob, loaded))
+    assert name == "output-mismatch"
+
+
+def test_a_forward_that_raises_after_load_keeps_the_exception(byob):
+    loaded = load_into_fresh(byob, saved(byob))
+    loaded["model"].stem.forward = None  # state intact, forward broken
+    evidence = judge(byob, loaded)
+    assert evidence.exception["type"] == "TypeError"
+    assert classify(evidence)[0] == "exception:TypeError"
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_single_changed_tensor_is_found_and_named(vit_ls, data):
+    state = saved(vit_ls)
+    key = data.draw(st.sampled_from(sorted(k for k, v in state.items() if v.is_floating_point())))
+    index = data.draw(st.integers(0, state[key].numel() - 1))
+    flat = state[key].view(-1)
+    flat[index] = flat[index] + data.draw(st.sampled_from([1e-3, -1.0, 10.0]))
+    report = diff_state(vit_ls.model.state_dict(), state)
+    assert [k for k, _ in report["values"]] == [key]
+    assert not report["missing"] and not report["unexpected"] and not report["shape"]
+
+
+@given(st.floats(-1e6, 1e6, allow_nan=False), st.integers(1, 50))
+def test_outputs_within_tolerance_are_ok_and_beyond_are_not(scale, n):
+    ref = torch.linspace(-1, 1, n, dtype=torch.float64) * scale
+    tol = 1e-5 * max(1.0, ref.abs().max().item())
+    assert compare_outputs(ref, ref + tol / 2, 1e-5)["ok"]
+    assert not compare_outputs(ref, ref + tol * 4, 1e-5)["ok"]
+    assert not compare_outputs(ref, ref[:-1] if n > 1 else ref.repeat(2), 1e-5)["ok"]
+
+
+def test_source_values_differ_from_any_constant_initialiser(vit_ls, byob):
+    for source in (vit_ls, byob):
+        assert source.constant_inits, "constant-initialised tensors are tracked"
+        state = source.model.state_dict()
+        for key, init in source.constant_inits.items():
+            assert not torch.equal(state[key], init), key
+
+
+def test_judging_does_not_change_the_source(byob):
+    before = copy.deepcopy(byob.model.state_dict())
+    judge(byob, load_into_fresh(byob, saved(byob)))
+    after = byob.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)

@@ -1,0 +1,42 @@
+"""Fault injection through the whole runner: a real bug put back into the real load path."""
+
+import torch
+
+from compat_tests.runner import run_scenario
+from compat_tests.scenario import Override, Scenario
+from compat_tests.source import SourceCache
+
+
+def legacy_transformers_rename(state):
+    """transformers <= 4.48's from_pretrained rule: any key with gamma/beta becomes weight/bias."""
+    return {k.replace("gamma", "weight").replace("beta", "bias"): v for k, v in state.items()}
+
+
+def test_state_dict_path_passes_on_a_layerscale_model():
+    result = run_scenario(Scenario("test_vit2", "state_dict"), SourceCache())
+    assert result.status == "passed", result.message
+
+
+def test_the_legacy_gamma_rename_is_reported_by_name(monkeypatch):
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **kw: legacy_transformers_rename(real_load(*a, **kw)))
+    result = run_scenario(Scenario("test_vit2", "state_dict"), SourceCache())
+    assert result.status == "failed"
+    assert result.signature == "layerscale-gamma-renamed"
+    assert "blocks.0.ls1.gamma" in result.message
+    assert "def state_dict_roundtrip" in result.repro
+
+
+def test_unknown_model_is_a_recorded_error_with_suggestions():
+    result = run_scenario(Scenario("resnet_18", "state_dict"), SourceCache())
+    assert result.status == "error" and result.signature == "unknown-model"
+    assert "resnet18" in result.message
+
+
+def test_a_model_that_cannot_be_built_blames_create_model_and_errors_elsewhere():
+    cache = SourceCache()
+    override = Override.of("bogus", no_such_argument=1)
+    baseline = run_scenario(Scenario("resnet18", "create_model", override), cache)
+    other = run_scenario(Scenario("resnet18", "state_dict", override), cache)
+    assert baseline.status == "failed" and baseline.signature == "exception:TypeError"
+    assert other.status == "error" and other.signature == "source-unbuildable"
