@@ -30,6 +30,10 @@ class Evidence:
     # {"type", "message", "where"} when the save/load/forward raised
     exception: dict[str, str] | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    # Path-specific observations (JSON-able), read by that path's own signatures.
+    extra: dict[str, Any] = field(default_factory=dict)
+    # Set by a path's judge when something beyond the fields above makes the load wrong.
+    extra_failure: bool = False
 
     @property
     def clean(self) -> bool:
@@ -41,6 +45,7 @@ class Evidence:
             or self.value_mismatches
             or self.buffer_mismatches
             or self.exception
+            or self.extra_failure
             or (self.output is not None and not self.output.get("ok", False))
         )
 

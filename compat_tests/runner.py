@@ -9,7 +9,7 @@ import tempfile
 import time
 import traceback
 
-from . import oracle, repro, signatures, versions
+from . import repro, signatures, versions
 from .evidence import Evidence, from_exception
 from .paths import all_paths
 from .results import Result
@@ -58,15 +58,14 @@ def _run(scenario: Scenario, cache: SourceCache, seed: int, result: Result) -> N
         result.status, result.message = "skipped", f"not applicable: {reason}"
         return
 
-    kwargs = scenario.override.as_dict()
-    spec = {"name": scenario.model, "kwargs": kwargs, "seed": seed}
+    spec = {"name": scenario.model, "kwargs": scenario.override.as_dict(), "seed": seed}
     try:
-        source = cache.get(scenario.model, kwargs, seed)
+        source = cache.get(scenario.model, path.source_kwargs(scenario.override), seed)
     except Exception as e:
         evidence = from_exception(e)
         # The baseline cell owns the cause; every other cell of the model cannot run.
         result.status = "failed" if scenario.path == "create_model" else "error"
-        name, message = signatures.classify(evidence)
+        name, message = signatures.classify(evidence, path.signatures)
         result.signature = name if result.status == "failed" else "source-unbuildable"
         result.message = message if result.status == "failed" else f"the source model cannot be built: {message}"
         result.evidence = evidence.to_json()
@@ -78,7 +77,7 @@ def _run(scenario: Scenario, cache: SourceCache, seed: int, result: Result) -> N
         except Exception as e:
             evidence = from_exception(e)
         else:
-            evidence = oracle.judge(source, loaded)
+            evidence = path.judge(source, loaded)
             del loaded
     _conclude(result, evidence, path, spec, source.input_size)
 
@@ -88,5 +87,5 @@ def _conclude(result: Result, evidence: Evidence, path, spec: dict, input_size: 
     if evidence.clean:
         return
     result.status = "failed"
-    result.signature, result.message = signatures.classify(evidence)
+    result.signature, result.message = signatures.classify(evidence, path.signatures)
     result.repro = repro.script(result.id, path, spec, input_size, result.versions)

@@ -158,9 +158,9 @@ REGISTRY: tuple[Signature, ...] = (
 BY_NAME = {s.name: s for s in REGISTRY}
 
 
-def classify(ev: Evidence) -> tuple[str, str]:
-    """(signature, one-line message) for failing evidence."""
-    for signature in REGISTRY:
+def classify(ev: Evidence, first: tuple[Signature, ...] = ()) -> tuple[str, str]:
+    """(signature, one-line message) for failing evidence; `first` (a path's own signatures) win."""
+    for signature in (*first, *REGISTRY):
         detail = signature.detect(ev)
         if detail:
             return signature.name, f"{signature.explains}: {detail}"

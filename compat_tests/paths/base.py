@@ -16,7 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..evidence import Evidence
+from ..oracle import judge
 from ..scenario import BASE, Override
+from ..signatures import Signature
+from ..source import SourceModel
 
 Roundtrip = Callable[[Any, str, dict[str, Any]], dict[str, Any]]
 
@@ -27,6 +31,10 @@ def always_applicable() -> str | None:
 
 def base_only(model_name: str) -> list[Override]:
     return [BASE]
+
+
+def override_kwargs(override: Override) -> dict[str, Any]:
+    return override.as_dict()
 
 
 @dataclass(frozen=True)
@@ -41,3 +49,11 @@ class LoadingPath:
     requires: Callable[[], str | None] = always_applicable
     # Which overrides this path runs for a model.
     overrides: Callable[[str], list[Override]] = base_only
+    # The kwargs the *source* model is built with for an override (a path that loads a plain
+    # checkpoint into an overridden model returns {} here).
+    source_kwargs: Callable[[Override], dict[str, Any]] = override_kwargs
+    # How a completed roundtrip is judged; paths whose correct result is a documented transform of
+    # the source (resampled embeddings, fused branches) supply their own, built on oracle.py.
+    judge: Callable[[SourceModel, dict[str, Any]], Evidence] = judge
+    # Signatures tried before the shared registry, for this path's cells only.
+    signatures: tuple[Signature, ...] = ()
