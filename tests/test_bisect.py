@@ -1,0 +1,34 @@
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from packaging.version import Version
+
+from compat_tests.bisect import BisectError, between, first_change
+
+# As published on PyPI: 1.0.0-1.0.2 and 1.0.4-1.0.6 never were.
+RELEASES = [Version("0.9.16"), Version("1.0.3")] + [Version(f"1.0.{i}") for i in range(7, 32)]
+
+
+@given(st.integers(1, len(RELEASES) - 1))
+def test_first_change_finds_the_regression_with_few_probes(step):
+    probed = []
+
+    def outcome(v):
+        probed.append(v)
+        return ("failed", "kwarg-conflict") if RELEASES.index(v) >= step else ("passed", "")
+
+    assert first_change(RELEASES, outcome) == (RELEASES[step], ("failed", "kwarg-conflict"))
+    assert len(set(probed)) <= 2 + len(RELEASES).bit_length()
+
+
+def test_no_change_between_equal_ends():
+    assert first_change(RELEASES, lambda v: ("passed", "")) is None
+
+
+def test_between_keeps_the_published_range_in_order():
+    assert between(RELEASES, Version("1.0.30"), Version("1.0.28")) == [Version(f"1.0.{i}") for i in (28, 29, 30)]
+
+
+def test_between_refuses_unpublished_ends():
+    with pytest.raises(BisectError, match="1.0.4 is not a published release"):
+        between(RELEASES, Version("1.0.4"), Version("1.0.9"))
