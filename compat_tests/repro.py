@@ -11,7 +11,9 @@ from .oracle import OUTPUT_RTOL, compare_outputs, diff_state
 from .paths.base import LoadingPath
 from .source import BATCH, make_input, perturb_
 
-_MAIN = '''
+# Builds the source, saves and loads it; leaves `x`, `reference`, `expected_state` and `loaded` behind.
+# A path whose cells start from something else (a stored artifact) supplies its own (LoadingPath.repro_prepare).
+PREPARE = '''
 spec = {spec!r}
 torch.manual_seed(spec["seed"])
 source = timm.create_model(spec["name"], pretrained=False, **spec["kwargs"]).eval()
@@ -19,10 +21,13 @@ perturb_(source, spec["seed"])
 x = make_input({input_size!r}, spec["seed"], {batch})
 with torch.no_grad():
     reference = source(x)
+expected_state = source.state_dict()
 
 loaded = {roundtrip}(source, tempfile.mkdtemp(), spec)  # an exception here is the failure
+'''
 
-report = diff_state(source.state_dict(), loaded["model"].state_dict())
+_CHECK = '''
+report = diff_state(expected_state, loaded["model"].state_dict())
 report["reported_missing"] = list(loaded.get("missing_keys") or [])
 report["reported_unexpected"] = list(loaded.get("unexpected_keys") or [])
 forward = loaded.get("forward") or loaded["model"].eval()
@@ -58,8 +63,7 @@ def script(
         if obj.__name__ not in seen:
             seen.add(obj.__name__)
             parts.append(_source_of(obj))
-    parts.append(
-        _MAIN.format(spec=spec, input_size=tuple(input_size), batch=BATCH, roundtrip=path.roundtrip.__name__,
-                     rtol=OUTPUT_RTOL)
-    )
+    fields = {"spec": spec, "input_size": tuple(input_size), "batch": BATCH, "roundtrip": path.roundtrip.__name__,
+              "rtol": OUTPUT_RTOL}
+    parts.append((path.repro_prepare or PREPARE).format(**fields) + _CHECK.format(**fields))
     return "\n\n".join(parts)
