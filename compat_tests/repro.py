@@ -16,7 +16,7 @@ from .source import BATCH, make_input, perturb_
 PREPARE = '''
 spec = {spec!r}
 torch.manual_seed(spec["seed"])
-source = timm.create_model(spec["name"], pretrained=False, **spec["kwargs"]).eval()
+source = timm.create_model(spec["name"], pretrained=False, **spec.get("source_kwargs", spec["kwargs"])).eval()
 perturb_(source, spec["seed"])
 x = make_input({input_size!r}, spec["seed"], {batch})
 with torch.no_grad():

@@ -54,13 +54,15 @@ def _run(scenario: Scenario, cache: SourceCache, seed: int, result: Result) -> N
     if reason := _unknown_model(scenario.model):
         result.status, result.signature, result.message = "error", "unknown-model", reason
         return
-    if reason := path.requires():
+    if reason := path.requires() or path.applies(scenario.model, scenario.override):
         result.status, result.message = "skipped", f"not applicable: {reason}"
         return
 
-    spec = {"name": scenario.model, "kwargs": scenario.override.as_dict(), "seed": seed}
+    source_kwargs = path.source_kwargs(scenario.override)
+    spec = {"name": scenario.model, "kwargs": scenario.override.as_dict(), "seed": seed,
+            "source_kwargs": source_kwargs}
     try:
-        source = cache.get(scenario.model, path.source_kwargs(scenario.override), seed)
+        source = cache.get(scenario.model, source_kwargs, seed)
     except Exception as e:
         evidence = from_exception(e)
         # The baseline cell owns the cause; every other cell of the model cannot run.

@@ -29,6 +29,10 @@ def always_applicable() -> str | None:
     return None
 
 
+def always_applies(model_name: str, override: Override) -> str | None:
+    return None
+
+
 def base_only(model_name: str) -> list[Override]:
     return [BASE]
 
@@ -49,6 +53,9 @@ class LoadingPath:
     requires: Callable[[], str | None] = always_applicable
     # Which overrides this path runs for a model.
     overrides: Callable[[str], list[Override]] = base_only
+    # Run time: a not-applicable reason for one cell (an architecture refusing an override), or None.
+    # Kept out of `overrides` so the matrix shows such cells as skipped with the reason.
+    applies: Callable[[str, Override], str | None] = always_applies
     # The kwargs the *source* model is built with for an override (a path that loads a plain
     # checkpoint into an overridden model returns {} here).
     source_kwargs: Callable[[Override], dict[str, Any]] = override_kwargs

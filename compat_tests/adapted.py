@@ -1,0 +1,196 @@
+"""Adapted loads: the override axis (what a user may ask of a pretrained checkpoint), the judge that
+holds a load to `expected.adapted_state`, and the signatures for what such loads get wrong."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import torch
+
+from .evidence import Evidence
+from .expected import adapted_state, input_size_for
+from .oracle import OUTPUT_RTOL, compare_outputs, diff_state
+from .scenario import BASE, Override
+from .signatures import Signature
+from .source import SourceModel, make_input
+
+
+@cache
+def _probe(name: str, kwargs: tuple[tuple[str, Any], ...]) -> str | None:
+    """Why the architecture rejects these kwargs (built on the meta device, nothing allocated), or None."""
+    import timm
+
+    try:
+        with torch.device("meta"):
+            timm.create_model(name, pretrained=False, **dict(kwargs))
+    except Exception as e:  # whatever timm raises is the architecture saying no
+        return f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
+    return None
+
+
+@cache
+def _facts(name: str) -> dict[str, Any]:
+    import timm
+
+    with torch.device("meta"):
+        model = timm.create_model(name, pretrained=False)
+    cfg = dict(getattr(model, "pretrained_cfg", None) or {})
+    patch = getattr(getattr(getattr(model, "patch_embed", None), "proj", None), "kernel_size", None)
+    return {
+        "num_classes": getattr(model, "num_classes", None),
+        "classifier": cfg.get("classifier"),
+        "first_conv": cfg.get("first_conv"),
+        "side": int((cfg.get("input_size") or (3, 224, 224))[-1]),
+        "patch": int(patch[0]) if patch and patch[0] == patch[1] else None,
+        "pos_embed": getattr(model, "pos_embed", None) is not None,
+    }
+
+
+def candidate_overrides(name: str) -> list[tuple[Override, str | None]]:
+    """Every override of the axis for a model, each with the reason it does not apply (or None)."""
+    f = _facts(name)
+    step = f["patch"] or 32
+    small, large = max(step, f["side"] * 2 // 3 // step * step), f["side"] * 4 // 3 // step * step
+    cells: list[tuple[Override, str | None]] = []
+
+    def add(override: Override, reason: str | None) -> None:
+        cells.append((override, reason or _probe(name, override.kwargs)))
+
+    no_head = None if f["classifier"] else "the model has no classifier in its pretrained config"
+    other = 10 if f["num_classes"] != 10 else 7
+    add(Override.of(f"num_classes_{other}", num_classes=other), no_head)
+    add(Override.of("num_classes_0", num_classes=0),
+        no_head or ("the model already has num_classes=0" if f["num_classes"] == 0 else None))
+    no_conv = None if f["first_conv"] else "the pretrained config names no first_conv to adapt"
+    add(Override.of("in_chans_1", in_chans=1), no_conv)
+    add(Override.of("in_chans_4", in_chans=4), no_conv)
+    no_pos = None if f["pos_embed"] else "the model has no absolute position embedding to resample"
+    add(Override.of(f"img_size_{small}", img_size=small), no_pos)
+    add(Override.of(f"img_size_{large}", img_size=large), no_pos)
+    for patch in ((f["patch"] // 2, f["patch"] * 2) if f["patch"] else ()):
+        reason = None if f["side"] % patch == 0 else f"image side {f['side']} is not a multiple of patch {patch}"
+        add(Override.of(f"patch_size_{patch}", patch_size=patch), reason)
+    if not f["patch"]:
+        cells.append((Override.of("patch_size_x2"), "not a ViT-style model (no square patch_embed.proj)"))
+    add(Override.of("dynamic_img_size", dynamic_img_size=True), no_pos)
+    return cells
+
+
+def applicable_overrides(name: str) -> list[Override]:
+    """BASE plus every override the architecture accepts (the others are listed by `skipped_overrides`)."""
+    try:
+        return [BASE] + [o for o, reason in candidate_overrides(name) if reason is None]
+    except Exception:  # a model timm cannot build: its base cell reports why
+        return [BASE]
+
+
+def skipped_overrides(name: str) -> dict[str, str]:
+    return {o.name: reason for o, reason in candidate_overrides(name) if reason is not None}
+
+
+def _nonpersistent(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    saved = module.state_dict().keys()
+    return {k: b for k, b in module.named_buffers() if k not in saved}
+
+
+def judge_adapted(source: SourceModel, loaded: dict[str, Any]) -> Evidence:
+    """Hold a load to `adapted_state`: untouched tensors bit-equal, adapted ones equal timm's helpers'
+    result, a changed head dropped (and nothing else), outputs equal a normal build holding the
+    expected weights, output shape what the override asks for."""
+    import timm
+
+    module: torch.nn.Module = loaded["model"]
+    kwargs = dict(loaded.get("kwargs") or {})
+    torch.manual_seed(source.seed)
+    reference = timm.create_model(source.name, pretrained=False, **kwargs).eval()
+    checkpoint = loaded.get("checkpoint_timm") or source.model.state_dict()
+    expected, fresh, adapted = adapted_state(checkpoint, source.model, reference)
+    absent = [k for k, v in expected.items() if v is None]
+    expected = {k: v for k, v in expected.items() if v is not None}
+    actual = module.state_dict()
+    report = diff_state(expected, {k: v for k, v in actual.items() if k not in fresh})
+    evidence = Evidence(
+        missing_keys=sorted(set(report["missing"]) | set(absent) | {k for k in fresh if k not in actual}),
+        unexpected_keys=sorted(report["unexpected"]),
+        shape_mismatches=report["shape"],
+        dtype_mismatches=report["dtype"],
+        value_mismatches=report["values"],
+    )
+    src_state = source.model.state_dict()
+    kept = [k for k in fresh if k in actual and k in src_state and actual[k].shape == src_state[k].shape
+            and torch.equal(actual[k].detach().cpu(), src_state[k])]
+    evidence.extra = {"adapted": adapted, "fresh": fresh, "classifier_kept": kept, "override": kwargs}
+    ref_buffers = _nonpersistent(reference)
+    rebuilt = diff_state(ref_buffers, _nonpersistent(module))
+    evidence.buffer_mismatches = [k for k, *_ in rebuilt["shape"] + rebuilt["values"]]
+    if evidence.missing_keys or evidence.shape_mismatches:
+        return evidence  # the reference below could not hold the expected weights
+    # A normal build holding the expected weights (and the loaded model's fresh head) is the output oracle.
+    reference.load_state_dict({**expected, **{k: actual[k] for k in fresh}}, strict=True)
+    x = make_input(input_size_for(source.input_size, kwargs), source.seed, 1)
+    module.eval()
+    try:
+        with torch.no_grad():
+            want = reference(x)
+            got = (loaded.get("forward") or module)(x)
+    except Exception as error:
+        from .evidence import from_exception
+
+        evidence.exception = from_exception(error).exception
+        return evidence
+    evidence.output = compare_outputs(want, got, OUTPUT_RTOL)
+    return evidence
+
+
+def _touched(ev: Evidence, reason: str, suffix: str) -> str | None:
+    for key, want, got in ev.shape_mismatches:
+        if key.endswith(suffix):
+            return f"{key}: the model needs {want}, the load gave {got}"
+    adapted = ev.extra.get("adapted", {})
+    for key, diff in ev.value_mismatches:
+        if key.endswith(suffix) and reason in adapted.get(key, ""):
+            return f"{key} has the right shape but not the resampled values (max abs diff {diff:.3g})"
+    return None
+
+
+def _patch_skipped(ev: Evidence) -> str | None:
+    return _touched(ev, "patch", "patch_embed.proj.weight")
+
+
+def _pos_skipped(ev: Evidence) -> str | None:
+    return _touched(ev, "pos", "pos_embed")
+
+
+def _conv_not_adapted(ev: Evidence) -> str | None:
+    adapted = ev.extra.get("adapted", {})
+    keys = [k for k, r in adapted.items() if "in_chans" in r]
+    for key, want, got in ev.shape_mismatches:
+        if key in keys:
+            return f"{key}: the model needs {want}, the load gave {got}"
+    for key, diff in ev.value_mismatches:
+        if key in keys:
+            return f"{key} differs from adapt_input_conv of the source (max abs diff {diff:.3g})"
+    return None
+
+
+def _classifier_not_reset(ev: Evidence) -> str | None:
+    if ev.extra.get("classifier_kept"):
+        return f"{', '.join(ev.extra['classifier_kept'])} still hold the source's head"
+    out, wanted = ev.output, ev.extra.get("override", {}).get("num_classes")
+    if out and wanted is not None and out["shape"] != out["expected_shape"]:
+        return f"num_classes={wanted} asked, the model outputs {out['shape']} (expected {out['expected_shape']})"
+    return None
+
+
+SIGNATURES: tuple[Signature, ...] = (
+    Signature("patch-resample-skipped", "the patch embedding was not resampled to the requested patch size",
+              "the checkpoint filter must call resample_patch_embed on every layout it converts",
+              _patch_skipped),
+    Signature("pos-embed-resample-skipped", "the position embedding was not resampled to the model's grid",
+              "the checkpoint filter must call resample_abs_pos_embed on every layout it converts", _pos_skipped),
+    Signature("input-conv-not-adapted", "the first conv was not adapted to the requested in_chans",
+              "load_pretrained must run adapt_input_conv on the pretrained_cfg first_conv", _conv_not_adapted),
+    Signature("classifier-not-reset", "the classifier was kept although num_classes changed",
+              "drop the pretrained_cfg classifier keys when num_classes differs", _classifier_not_reset),
+)

@@ -1,0 +1,72 @@
+"""The oracle for adapted loads: what a correct load makes of a checkpoint when the user asks for
+another head, channel count, image size or patch size.
+
+Computed here independently of any checkpoint filter, with only timm's documented public helpers
+(`resample_patch_embed`, `resample_abs_pos_embed`, `adapt_input_conv`) at their documented defaults,
+so a filter that skips a step, uses other settings, or leaves a tensor at init disagrees with it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def adapted_state(source_state, source_model, reference):
+    """The state dict a correct adapted load gives, and the keys that are rightly fresh.
+
+    `source_state` is the checkpoint in timm's layout, `source_model` a timm model of the same
+    architecture that checkpoint fits (for grid size and config), `reference` a fresh timm model built
+    with the override (for the target shapes). Returns (expected, fresh, adapted): `fresh` are classifier
+    keys dropped because the class count changed (their values are the loader's init, not compared),
+    `adapted` maps each transformed key to the reason ("patch", "pos", "in_chans").
+
+    Standalone on purpose: repro scripts embed this function's source verbatim.
+    """
+    from timm.layers import resample_abs_pos_embed, resample_patch_embed
+    from timm.models import adapt_input_conv
+
+    cfg = dict(getattr(source_model, "pretrained_cfg", None) or {})
+    target = reference.state_dict()
+    classifiers = cfg.get("classifier") or ()
+    classifiers = (classifiers,) if isinstance(classifiers, str) else tuple(classifiers)
+    head_keys = {c + s for c in classifiers for s in (".weight", ".bias")}
+    first_convs = cfg.get("first_conv") or ()
+    first_convs = (first_convs,) if isinstance(first_convs, str) else tuple(first_convs)
+    conv_keys = {c + ".weight" for c in first_convs}
+    class_count_changed = getattr(reference, "num_classes", None) != getattr(source_model, "num_classes", None)
+
+    expected, fresh, adapted = {}, [], {}
+    for key, want in target.items():
+        if key in head_keys and class_count_changed:
+            fresh.append(key)  # the loader must drop the source head and keep the model's fresh one
+            continue
+        if key not in source_state:
+            expected[key] = None  # nothing in the checkpoint for it: reported as missing by the judge
+            continue
+        value = source_state[key]
+        if key.endswith("patch_embed.proj.weight") and value.ndim == 4 and value.shape[-2:] != want.shape[-2:]:
+            value = resample_patch_embed(value, list(want.shape[-2:]))
+            adapted[key] = "patch"
+        elif key == "pos_embed" and value.ndim == 3:
+            old_grid = tuple(source_model.patch_embed.grid_size)
+            new_grid = tuple(reference.patch_embed.grid_size)
+            if value.shape[1] != want.shape[1] or old_grid != new_grid:
+                no_class = getattr(reference, "no_embed_class", False)
+                prefix = 0 if no_class else getattr(reference, "num_prefix_tokens", 1)
+                value = resample_abs_pos_embed(value, list(new_grid), list(old_grid), num_prefix_tokens=prefix)
+                adapted[key] = "pos"
+        if key in conv_keys and value.ndim == 4 and value.shape[1] != want.shape[1]:
+            value = adapt_input_conv(want.shape[1], value)
+            adapted[key] = "in_chans" if key not in adapted else adapted[key] + "+in_chans"
+        expected[key] = value
+    return expected, fresh, adapted
+
+
+def input_size_for(source_input_size: tuple[int, ...], kwargs: dict[str, Any]) -> tuple[int, ...]:
+    """The input an overridden model takes: the source's, with the override's channels and side."""
+    chans, *side = source_input_size
+    chans = int(kwargs.get("in_chans", chans))
+    if "img_size" in kwargs:
+        size = kwargs["img_size"]
+        side = [size, size] if isinstance(size, int) else list(size)
+    return (chans, *side)

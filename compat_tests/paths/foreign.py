@@ -1,0 +1,118 @@
+"""Foreign checkpoints (OpenCLIP, OpenCLIP under DDP, OpenAI CLIP, OpenCLIP timm trunks, original DINOv2,
+InternViT) written by their real writer or documented key map, loaded through timm's pretrained loader
+into the matching architecture, with and without patch_size / img_size overrides."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from ..adapted import SIGNATURES, candidate_overrides, judge_adapted
+from ..evidence import Evidence
+from ..foreign_layouts import (
+    OPEN_CLIP_CONFIGS,
+    TRUNK_EMBED_DIM,
+    clip_key_map,
+    foreign_to_timm,
+    internvit_key_map,
+    rename_keys,
+    timm_to_clip_visual,
+    with_classifier,
+    write_foreign,
+)
+from ..renames import KEY_LAYOUT_MISMATCH
+from ..scenario import Override
+from ..source import SourceModel
+from ..versions import missing
+from .base import LoadingPath
+
+ORDER = 85
+
+
+@cache
+def _is_vit(name: str) -> bool:
+    import timm
+    import torch
+    from timm.models.vision_transformer import VisionTransformer
+
+    with torch.device("meta"):
+        return isinstance(timm.create_model(name, pretrained=False), VisionTransformer)
+
+
+def layouts_for(name: str) -> list[tuple[str, dict[str, Any]]]:
+    """(layout, the timm kwargs its checkpoint implies) for each foreign layout this architecture has."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    if name in OPEN_CLIP_CONFIGS:
+        width = OPEN_CLIP_CONFIGS[name][2]
+        found += [(layout, {"num_classes": width}) for layout in ("openclip", "openclip_ddp", "openai_clip")]
+    # open_clip wraps any timm model as a trunk; whether timm reads it back is what the cell finds out.
+    found.append(("openclip_trunk", {"num_classes": TRUNK_EMBED_DIM}))
+    if "dinov2" in name and _is_vit(name):
+        found.append(("dinov2_original", {}))
+    if _is_vit(name):
+        found.append(("internvit", {}))
+    return found
+
+
+def foreign_overrides(name: str) -> list[Override]:
+    """Each layout plain, and (ViT-style) with the first patch_size and img_size override that applies."""
+    try:
+        layouts = layouts_for(name)
+        resizes = [o for o, reason in candidate_overrides(name)
+                   if reason is None and o.name.startswith(("patch_size_", "img_size_"))]
+    except Exception:  # a model timm cannot build: no foreign cells
+        return []
+    picked = [next((o for o in resizes if o.name.startswith(p)), None) for p in ("patch_size_", "img_size_")]
+    cells = []
+    for layout, implied in layouts:
+        cells.append(Override.of(layout, layout=layout, **implied))
+        if layout == "internvit":
+            continue  # fails before any resize; one cell says so
+        cells += [Override.of(f"{layout}_{o.name}", layout=layout, **implied, **o.as_dict()) for o in picked if o]
+    return cells
+
+
+def foreign_source_kwargs(override: Override) -> dict[str, Any]:
+    # The source has the head width the foreign checkpoint implies; resizes apply only when loading.
+    return {k: v for k, v in override.as_dict().items() if k == "num_classes"}
+
+
+def foreign_roundtrip(model, workdir, spec):
+    import os
+
+    import timm
+    import torch
+
+    kwargs = dict(spec["kwargs"])
+    layout = kwargs.pop("layout")
+    file = os.path.join(workdir, f"{layout}.pth")
+    torch.save(write_foreign(layout, model, spec["name"], spec["seed"]), file)
+    overlay = dict(file=file)
+    if "num_classes" in kwargs:
+        overlay["num_classes"] = kwargs["num_classes"]  # as timm's own tags for such checkpoints declare
+    loaded = timm.create_model(spec["name"], pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+    return {"model": loaded.eval(), "kwargs": kwargs, "layout": layout,
+            "foreign_state": torch.load(file, map_location="cpu", weights_only=True)}
+
+
+def judge_foreign(source: SourceModel, loaded: dict[str, Any]) -> Evidence:
+    """The adapted-load oracle, on what the documented key map makes of the foreign checkpoint."""
+    classifier = (source.model.pretrained_cfg or {}).get("classifier") or "head"
+    expected_source = with_classifier(foreign_to_timm(loaded["layout"], loaded.pop("foreign_state")), classifier)
+    evidence = judge_adapted(source, {**loaded, "checkpoint_timm": expected_source})
+    evidence.extra["layout"] = loaded["layout"]
+    return evidence
+
+
+PATH = LoadingPath(
+    name="foreign",
+    summary="a foreign-layout checkpoint (open_clip's own writer / documented key map) -> "
+            "timm.create_model(pretrained=True, pretrained_cfg_overlay=dict(file=...))",
+    roundtrip=foreign_roundtrip,
+    helpers=(clip_key_map, internvit_key_map, rename_keys, timm_to_clip_visual, write_foreign),
+    requires=lambda: missing("open_clip", "2.20", "open_clip's writers"),
+    overrides=foreign_overrides,
+    source_kwargs=foreign_source_kwargs,
+    judge=judge_foreign,
+    signatures=(KEY_LAYOUT_MISMATCH, *SIGNATURES),
+)

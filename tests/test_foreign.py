@@ -1,0 +1,56 @@
+"""Foreign layouts: the documented maps against timm's converters, the CLIP early-return bug put back
+into the real checkpoint_filter_fn, and the InternViT layout timm cannot read."""
+
+import timm
+import torch
+from timm.models import vision_transformer
+
+from compat_tests.foreign_layouts import foreign_to_timm, write_foreign
+from compat_tests.runner import run_scenario
+from compat_tests.scenario import Override, Scenario
+from compat_tests.source import SourceCache
+
+CLIP_PATCH8 = Override.of("openai_clip_patch_size_8", layout="openai_clip", num_classes=512, patch_size=8)
+
+
+def test_dinov2_map_agrees_with_timms_converter_both_ways():
+    model = timm.create_model("vit_small_patch14_reg4_dinov2", pretrained=False).eval()
+    original = write_foreign("dinov2_original", model, "vit_small_patch14_reg4_dinov2")
+    assert {"mask_token", "register_tokens", "blocks.0.ls1.gamma"} <= set(original)
+    ours = foreign_to_timm("dinov2_original", dict(original))
+    theirs = vision_transformer._convert_dinov2(dict(original), model)
+    assert set(ours) == set(theirs) == set(model.state_dict())
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    # and back: everything but the folded class position returns bit-exact
+    source = model.state_dict()
+    assert [k for k in source if not torch.equal(ours[k], source[k])] == ["cls_token"]
+    assert torch.allclose(ours["cls_token"], source["cls_token"], atol=1e-6)
+
+
+def _clip_early_return(real):
+    """The old bug: CLIP checkpoints returned right after conversion, skipping every resample."""
+
+    def filter_fn(state_dict, model, *args, **kwargs):
+        for prefix in ("visual.", "module.visual."):
+            if prefix + "class_embedding" in state_dict:
+                return vision_transformer._convert_openai_clip(state_dict, model, prefix=prefix)
+        return real(state_dict, model, *args, **kwargs)
+
+    return filter_fn
+
+
+def test_clip_early_return_is_reported_as_patch_resample_skipped(monkeypatch):
+    cache = SourceCache()
+    scenario = Scenario("vit_base_patch16_clip_224", "foreign", CLIP_PATCH8)
+    assert run_scenario(scenario, cache).status == "passed"
+    monkeypatch.setattr(vision_transformer, "checkpoint_filter_fn",
+                        _clip_early_return(vision_transformer.checkpoint_filter_fn))
+    result = run_scenario(scenario, cache)
+    assert result.status == "failed" and result.signature == "patch-resample-skipped", result.message
+    assert "patch_embed.proj.weight" in result.message
+
+
+def test_internvit_layout_fails_with_the_inferred_renames():
+    result = run_scenario(Scenario("test_vit2", "foreign", Override.of("internvit", layout="internvit")), SourceCache())
+    assert result.status == "failed" and result.signature == "key-layout-mismatch", result.message
+    assert "encoder.layers.{i}." in result.message and "blocks.{i}." in result.message
