@@ -96,4 +96,9 @@ def from_exception(error: BaseException) -> Evidence:
             evidence.unexpected_keys += _QUOTED.findall(m.group(1))
     for key, src, dst in _SIZE.findall(text):
         evidence.shape_mismatches.append((key, _shape(src), _shape(dst)))
+    from .signatures import kwarg_sources  # local: signatures imports this module
+
+    if sources := kwarg_sources(error):
+        # Where each value of a doubled argument came from, read off the live frame while it exists.
+        evidence.extra["kwarg_sources"] = sources
     return evidence

@@ -7,6 +7,7 @@ Loaded by the repository's conftest.py. It stays inert in runs that collect no m
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import pytest  # noqa: E402
 
-from . import results, summary  # noqa: E402
+from . import known_failures, results, summary  # noqa: E402
 from .paths import all_paths  # noqa: E402
 from .scenario import Scenario  # noqa: E402
 from .selection import SelectionError, parse_count, select, split_globs  # noqa: E402
@@ -27,6 +28,7 @@ from .versions import installed  # noqa: E402
 MATRIX_DIR = Path(__file__).resolve().parent
 _PLAN = pytest.StashKey["Plan"]()
 _RUN_ID = pytest.StashKey[str]()
+_BASELINE = pytest.StashKey[known_failures.Baseline]()
 
 
 @dataclass
@@ -46,6 +48,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="skip models with more parameters than this, e.g. 30M (counted on the meta device)")
     group.addoption("--paths", default=None, help="comma-separated loading paths (default: all)")
     group.addoption("--report-dir", default="reports", help="where compat-report.jsonl is written")
+    group.addoption("--known-failures", default=None,
+                    help="TOML baseline of expected failures (default: fixtures/known_failures.toml when present; "
+                         "'' for none): matching failures are xfailed, listed scenarios that pass are xpassed")
+    group.addoption("--progress-every", default=60.0, type=float,
+                    help="seconds between 'N scenarios remain' lines on long runs (0: never)")
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -79,12 +86,57 @@ def _selected_paths(config: pytest.Config) -> list[str]:
     return wanted
 
 
+def _baseline_file(config: pytest.Config) -> str | None:
+    given = config.getoption("known_failures")
+    if given is None:
+        return str(known_failures.DEFAULT_FILE) if known_failures.DEFAULT_FILE.is_file() else None
+    return given
+
+
 class _XdistHooks:
     """Hands the controller's run id to every worker, so all their records belong to one run."""
 
     @pytest.hookimpl
     def pytest_configure_node(self, node) -> None:
         node.workerinput["timm_compat_run_id"] = node.config.stash[_RUN_ID]
+
+    @pytest.hookimpl
+    def pytest_xdist_node_collection_finished(self, node, ids) -> None:
+        progress = node.config.pluginmanager.get_plugin("timm-compat-progress")
+        if progress is not None:
+            progress.total = len(ids)
+
+
+class _Progress:
+    """On the controller: every `every` seconds, how many scenarios are done and how many remain."""
+
+    def __init__(self, config: pytest.Config, every: float) -> None:
+        self.config, self.every = config, every
+        self.total: int | None = None
+        self.done = 0
+        self.started = self.last = time.monotonic()
+
+    @pytest.hookimpl
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if self.total is None and session.items:  # without xdist; with it, the node hook sets the total
+            self.total = len(session.items)
+
+    @pytest.hookimpl
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "teardown":
+            return
+        self.done += 1
+        now = time.monotonic()
+        if not self.total or now - self.last < self.every or self.done >= self.total:
+            return
+        self.last = now
+        remain = self.total - self.done
+        eta = (now - self.started) / self.done * remain
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is not None:
+            terminal.write("\n")  # progress dots/percentages do not end their line
+            terminal.write_line(f"timm-compat: {self.done}/{self.total} scenarios done, {remain} remain "
+                                f"(~{eta / 60:.1f} min left)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -100,12 +152,16 @@ def pytest_configure(config: pytest.Config) -> None:
         if config.getoption("max_params") is not None:
             parse_count(config.getoption("max_params"))
         _selected_paths(config)
-    except SelectionError as e:
+        config.stash[_BASELINE] = known_failures.load(_baseline_file(config))
+    except (SelectionError, known_failures.KnownFailuresError) as e:
         if not _is_worker(config):
             _record_bad_input(config, str(e))
         raise pytest.UsageError(str(e)) from None
     if not _is_worker(config):
         results.rotate(report_path(config))
+        every = config.getoption("progress_every")
+        if every and every > 0:
+            config.pluginmanager.register(_Progress(config, every), "timm-compat-progress")
 
 
 def _plan(config: pytest.Config) -> Plan:
@@ -181,6 +237,20 @@ def matrix_session(request: pytest.FixtureRequest) -> MatrixSession:
     return MatrixSession(run_id=config.stash[_RUN_ID], report=report_path(config), skip_models=plan.skip_models)
 
 
+@pytest.fixture(scope="session")
+def known_failures_baseline(request: pytest.FixtureRequest) -> known_failures.Baseline:
+    return request.config.stash.get(_BASELINE, known_failures.Baseline())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    if _is_worker(config) or not _runs_matrix(config):
+        return
+    # An expired entry fails the run even when everything else is green: the baseline must be revisited.
+    if config.stash.get(_BASELINE, known_failures.Baseline()).expired and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     if _is_worker(config) or not _runs_matrix(config):
         return
@@ -190,6 +260,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         return
     versions = ", ".join(f"{k} {v}" for k, v in recorded[0].versions.items() if v)
     terminalreporter.section(f"timm-compat summary ({versions})")
-    for line in summary.render(recorded):
+    baseline = config.stash.get(_BASELINE, known_failures.Baseline())
+    for line in summary.render(recorded, expired=baseline.expired, baseline_file=baseline.source):
         terminalreporter.write_line(line)
     terminalreporter.write_line(f"report: {path}")

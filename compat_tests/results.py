@@ -14,7 +14,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-STATUSES = ("passed", "failed", "error", "skipped")
+# `failed` is a new failure; `xfailed` a failure the known-failures baseline expects; `xpassed` a
+# baseline scenario that now passes (its entry can go).
+STATUSES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
+# Statuses in which the library got the load wrong or the cell could not run.
+FAILING = ("failed", "error", "xfailed")
 REPORT_NAME = "compat-report.jsonl"
 
 
@@ -33,6 +37,8 @@ class Result:
     evidence: dict[str, Any] = field(default_factory=dict)
     repro: str = ""
     run_id: str = ""
+    # The known-failures entry that turned this cell into xfailed/xpassed: {"id", "signature", "reason", "upstream"}.
+    known: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -72,6 +78,26 @@ def read(path: Path, run_id: str | None = None) -> Iterator[Result]:
                 continue
             if run_id is None or data.get("run_id") == run_id:
                 yield Result.from_dict(data)
+
+
+def died(result: Result, *, returncode: int | None = None, timeout_s: float | None = None,
+         output_tail: str = "") -> Result:
+    """Record that the process running `result`'s scenario died or ran out of time, as that scenario's result.
+
+    The isolation that observes this (a child process per scenario) is not part of this module; whatever
+    runs it passes what it saw, and the `crash`/`timeout` signatures read it back from the evidence.
+    """
+    from .evidence import Evidence
+
+    evidence = Evidence(extra={"process": {"returncode": returncode, "timeout_s": timeout_s,
+                                           "output_tail": output_tail[-4000:]}})
+    evidence.extra_failure = True
+    from .signatures import classify
+
+    result.status = "failed"
+    result.evidence = evidence.to_json()
+    result.signature, result.message = classify(evidence)
+    return result
 
 
 def rotate(path: Path) -> None:

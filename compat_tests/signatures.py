@@ -6,11 +6,16 @@ The registry is ordered: the first, most specific, match names the failure.
 
 from __future__ import annotations
 
+import linecache
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from .evidence import Evidence
+
+if TYPE_CHECKING:
+    from .results import Result
 
 # Prefixes that wrappers add to a timm model's keys (DDP, transformers' wrapper, torch.compile, trainers).
 KNOWN_PREFIXES = ("module.", "timm_model.", "_orig_mod.", "model.", "vision_tower.", "visual.trunk.")
@@ -42,15 +47,107 @@ def _exception_matching(pattern: str, type_name: str | None = None) -> Callable[
     return match
 
 
-_multiple_values = _exception_matching(r"got multiple values for (?:keyword )?argument '(\w+)'", "TypeError")
+_MULTIPLE = r"got multiple values for (?:keyword )?argument '(\w+)'"
+_multiple_values = _exception_matching(_MULTIPLE, "TypeError")
+
+# Where a loader is known to build a model with `f(..., arg=<own value>, **<mapping>)`, and what fills that
+# mapping. Used only when the evidence lacks `extra["kwarg_sources"]` (reports from before it was recorded).
+KWARG_CALL_SITES: tuple[tuple[str, str, str], ...] = (
+    ("timm_wrapper/modeling_timm_wrapper.py", "transformers TimmWrapper's own code",
+     "config.json field `model_args` (written by timm's save_for_hf)"),
+)
+
+
+def _statement(filename: str, lineno: int, limit: int = 6) -> str:
+    """The source of the (possibly multi-line) call starting at `lineno`, joined on one line."""
+    lines = []
+    for n in range(lineno, lineno + limit):
+        text = linecache.getline(filename, n)
+        if not text:
+            break
+        lines.append(text.strip())
+        joined = " ".join(lines)
+        if joined.count("(") <= joined.count(")"):
+            break
+    return " ".join(lines)
+
+
+def _origin(frame_locals: dict[str, Any], mapping: dict) -> str:
+    """Which attribute of a local object holds `mapping`, e.g. `config.model_args` (a saved config's field)."""
+    for name, obj in frame_locals.items():
+        for attr, value in (getattr(obj, "__dict__", None) or {}).items():
+            if value is mapping:
+                is_config = type(obj).__name__.endswith("Config") and hasattr(obj, "to_dict")
+                return f"{name}.{attr}" + (f" (the saved config.json field `{attr}`)" if is_config else "")
+    return ""
+
+
+def kwarg_sources(error: BaseException) -> dict[str, str] | None:
+    """For 'got multiple values for keyword argument X': the call, and where each of the two values came from.
+
+    Reads the raising frame (a duplicate keyword fails at the call site, before the callee runs): the
+    explicit `X=...` in the call's source is the loader's own code; a `**mapping` holding X is the other
+    source, traced to the object attribute it came from (a config loaded from the saved config.json).
+    Meant to be stored in `Evidence.extra["kwarg_sources"]` when the exception is caught.
+    """
+    m = re.search(_MULTIPLE, str(error))
+    if not isinstance(error, TypeError) or not m or error.__traceback__ is None:
+        return None
+    arg, tb = m.group(1), error.__traceback__
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    frame = tb.tb_frame
+    call = _statement(frame.f_code.co_filename, tb.tb_lineno)
+    sources = {"argument": arg, "call": call[:300],
+               "where": f"{frame.f_code.co_filename.rsplit('site-packages/', 1)[-1]}:{tb.tb_lineno}"}
+    if explicit := re.search(rf"\b{arg}\s*=\s*([^,)]+)", call):
+        sources["explicit"] = f"{arg}={explicit.group(1).strip()} in the loader's code"
+    for name in re.findall(r"\*\*\s*([A-Za-z_][\w.]*)", call):
+        head, *attrs = name.split(".")
+        mapping = frame.f_locals.get(head)
+        for attr in attrs:
+            mapping = getattr(mapping, attr, None)
+        if isinstance(mapping, dict) and arg in mapping:
+            origin = _origin(frame.f_locals, mapping)
+            sources["expanded"] = f"**{name} holding {arg}={mapping[arg]!r}" + (f", from {origin}" if origin else "")
+            break
+    return sources
 
 
 def _kwarg_conflict(ev: Evidence) -> str | None:
     m = _multiple_values(ev)
     if not m:
         return None
-    where = ev.exception.get("where") if ev.exception else ""
-    return f"argument {m.group(1)!r} was given twice (raised at {where})"
+    where = ev.exception.get("where", "") if ev.exception else ""
+    recorded = ev.extra.get("kwarg_sources") or {}
+    site = next((s for s in KWARG_CALL_SITES if s[0] in where), None)
+    explicit = recorded.get("explicit") or (f"an explicit {m.group(1)}= in {site[1]}" if site else "")
+    expanded = recorded.get("expanded") or (f"a **kwargs mapping filled from the {site[2]}" if site else "")
+    if not (explicit or expanded):
+        return f"argument {m.group(1)!r} was given twice (raised at {where}); one value is explicit, one from **kwargs"
+    return (f"argument {m.group(1)!r} was given twice (at {where}): "
+            f"once as {explicit or '?'}, once via {expanded or '?'}")
+
+
+def _process(ev: Evidence) -> dict[str, Any]:
+    return ev.extra.get("process") or {}
+
+
+def _crash(ev: Evidence) -> str | None:
+    proc = _process(ev)
+    if not proc or proc.get("timeout_s") is not None:
+        return None
+    code = proc.get("returncode")
+    how = f"killed by signal {-code}" if isinstance(code, int) and code < 0 else f"exit status {code}"
+    tail = (proc.get("output_tail") or "").strip().splitlines()[-1:] or [""]
+    return f"the process running this scenario died ({how}); last output: {tail[0][:200]}"
+
+
+def _timeout(ev: Evidence) -> str | None:
+    proc = _process(ev)
+    if proc.get("timeout_s") is None:
+        return None
+    return f"still running after {proc['timeout_s']:g}s"
 
 
 def _gamma_renamed(ev: Evidence) -> str | None:
@@ -66,14 +163,30 @@ def _gamma_renamed(ev: Evidence) -> str | None:
     return f"{len(pairs)} key(s) renamed, e.g. {pairs[0][0]} -> {pairs[0][1]}"
 
 
+# Keys torch fills in itself when a checkpoint lacks them (BatchNorm's counter), so never reports missing.
+FILLED_SILENTLY = (".num_batches_tracked",)
+
+
+def _same_up_to(expected: set[str], got: set[str], expected_cut: bool, got_cut: bool) -> bool:
+    """`expected` and `got` are one key set, allowing for keys torch fills silently and for lists the report
+    cut at Evidence's MAX_LISTED (then only what both lists show can be compared)."""
+    if not expected & got:
+        return False
+    if not got_cut and not all(k.endswith(FILLED_SILENTLY) for k in expected - got):
+        return False
+    return expected_cut or all(k.endswith(FILLED_SILENTLY) for k in got - expected)
+
+
 def _prefix_mismatch(ev: Evidence) -> str | None:
-    if not ev.missing_keys or len(ev.missing_keys) != len(ev.unexpected_keys):
+    if not ev.missing_keys or not ev.unexpected_keys:
         return None
     missing, unexpected = set(ev.missing_keys), set(ev.unexpected_keys)
+    missing_cut = ev.counts.get("missing_keys", 0) > len(ev.missing_keys)
+    unexpected_cut = ev.counts.get("unexpected_keys", 0) > len(ev.unexpected_keys)
     for prefix in KNOWN_PREFIXES:
-        if {prefix + k for k in missing} == unexpected:
+        if _same_up_to({prefix + k for k in missing}, unexpected, missing_cut, unexpected_cut):
             return f"checkpoint keys carry an extra prefix {prefix!r}"
-        if {prefix + k for k in unexpected} == missing:
+        if _same_up_to({prefix + k for k in unexpected}, missing, unexpected_cut, missing_cut):
             return f"checkpoint keys lack the prefix {prefix!r}"
     return None
 
@@ -130,8 +243,14 @@ def _output_mismatch(ev: Evidence) -> str | None:
 
 
 REGISTRY: tuple[Signature, ...] = (
+    # The process itself went away: nothing else in the evidence can be trusted, so these come first.
+    Signature("crash", "the process running the scenario died (segfault, abort, out of memory)",
+              "run the repro script alone; look for a native crash or the OOM killer", _crash),
+    Signature("timeout", "the scenario did not finish within its time limit",
+              "run the repro script alone; a hang in save/load or a pathologically slow forward", _timeout),
     Signature("kwarg-conflict", "the loader passed the same argument to the model constructor twice",
-              "drop the argument from one source (saved config model_args or the loader's own)", _kwarg_conflict),
+              "drop the argument from one source (the saved config's model_args or the loader's own keyword)",
+              _kwarg_conflict),
     Signature("layerscale-gamma-renamed", "keys ending in .gamma/.beta were renamed to .weight/.bias on load",
               "transformers' legacy gamma->weight rename (<=4.48): upgrade, or rename the keys back",
               _gamma_renamed),
@@ -169,6 +288,20 @@ def classify(ev: Evidence, first: tuple[Signature, ...] = ()) -> tuple[str, str]
         where = f" at {ev.exception['where']}" if ev.exception.get("where") else ""
         return f"exception:{ev.exception['type']}", f"{ev.exception['type']}: {first_line}{where}"
     return "unclassified", "the oracle flagged this load but no signature matches the evidence"
+
+
+def classify_record(result: Result) -> tuple[str, str]:
+    """Re-derive a recorded failure's (signature, message) from its evidence with today's registry.
+
+    Uses the path's own signatures when that path exists here; records without evidence (harness errors,
+    unknown models) keep what they recorded.
+    """
+    if not result.evidence or result.status not in ("failed", "xfailed"):
+        return result.signature, result.message
+    from .paths import all_paths
+
+    path = all_paths().get(result.path)
+    return classify(Evidence.from_json(result.evidence), path.signatures if path else ())
 
 
 def needs_signature(name: str) -> bool:

@@ -1,0 +1,154 @@
+"""The known-failures baseline: failures a run expects, so only new breaks make it red.
+
+An entry matches scenarios by an fnmatch glob over their ids *and* the failure's signature; a failure
+of a listed scenario with another signature is still new. Each entry says why, where it is tracked
+upstream, and optionally until when it may stand: an expired entry no longer excuses anything and
+fails the run, so the baseline cannot quietly outlive the bug.
+
+    [[known]]
+    id = "*-hf_auto-*"                 # or a list of globs
+    signature = "kwarg-conflict"
+    reason = "TimmWrapper passes num_classes itself and again from config.json model_args"
+    upstream = "not yet filed"        # or a URL
+    expires = 2026-06-30               # optional TOML date
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import sys
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from .results import Result
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 has no tomllib; tomli is the same parser
+    import tomli as tomllib
+
+DEFAULT_FILE = Path(__file__).resolve().parent.parent / "fixtures" / "known_failures.toml"
+_REQUIRED = ("id", "signature", "reason", "upstream")
+_ALLOWED = (*_REQUIRED, "expires")
+
+
+class KnownFailuresError(ValueError):
+    """A known-failures file that cannot be used; the message names the file and the entry."""
+
+
+@dataclass(frozen=True)
+class KnownFailure:
+    ids: tuple[str, ...]  # fnmatch globs over scenario ids
+    signature: str  # fnmatch glob over signature names (usually one exact name)
+    reason: str
+    upstream: str
+    expires: date | None = None
+
+    @property
+    def id(self) -> str:
+        return ", ".join(self.ids)
+
+    def expired(self, today: date) -> bool:
+        return self.expires is not None and self.expires < today
+
+    def covers_id(self, scenario_id: str) -> bool:
+        return any(fnmatch.fnmatchcase(scenario_id, glob) for glob in self.ids)
+
+    def covers(self, scenario_id: str, signature: str) -> bool:
+        return self.covers_id(scenario_id) and fnmatch.fnmatchcase(signature, self.signature)
+
+    def as_record(self) -> dict[str, Any]:
+        """What a result stores about the entry that decided its status."""
+        record = {"id": self.id, "signature": self.signature, "reason": self.reason, "upstream": self.upstream}
+        if self.expires:
+            record["expires"] = self.expires.isoformat()
+        return record
+
+
+@dataclass
+class Baseline:
+    entries: list[KnownFailure] = field(default_factory=list)
+    source: str = ""
+    today: date = field(default_factory=date.today)
+
+    @property
+    def active(self) -> list[KnownFailure]:
+        return [e for e in self.entries if not e.expired(self.today)]
+
+    @property
+    def expired(self) -> list[KnownFailure]:
+        return [e for e in self.entries if e.expired(self.today)]
+
+    def expected(self, scenario_id: str, signature: str) -> KnownFailure | None:
+        return next((e for e in self.active if e.covers(scenario_id, signature)), None)
+
+    def listed(self, scenario_id: str) -> KnownFailure | None:
+        return next((e for e in self.active if e.covers_id(scenario_id)), None)
+
+    def apply(self, result: Result) -> Result:
+        """Turn a recorded `failed` into `xfailed` and a `passed` into `xpassed` where an entry says so.
+
+        Idempotent, and undoes a previous application first, so an old report can be re-judged against
+        today's baseline.
+        """
+        if result.status in ("xfailed", "xpassed"):
+            result.status = "failed" if result.status == "xfailed" else "passed"
+            result.known = {}
+        if result.status == "failed" and (entry := self.expected(result.id, result.signature)):
+            result.status, result.known = "xfailed", entry.as_record()
+        elif result.status == "failed" and (entry := self.listed(result.id)):
+            # Listed, but failing for another reason: a new failure, said so in the message.
+            if "known failure is" not in result.message:
+                result.message += f" (the known failure is {entry.signature}, not this)"
+        elif result.status == "passed" and (entry := self.listed(result.id)):
+            result.status, result.known = "xpassed", entry.as_record()
+        return result
+
+
+def _entry(raw: Any, where: str) -> KnownFailure:
+    if not isinstance(raw, dict):
+        raise KnownFailuresError(f"{where}: expected a [[known]] table")
+    unknown = sorted(set(raw) - set(_ALLOWED))
+    if unknown:
+        raise KnownFailuresError(f"{where}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(_ALLOWED)}")
+    ids = raw.get("id")
+    if isinstance(ids, list) and ids and all(isinstance(i, str) and i.strip() for i in ids):
+        raw = {**raw, "id": ", ".join(ids)}
+    else:
+        ids = [ids]
+    absent = [k for k in _REQUIRED if not isinstance(raw.get(k), str) or not raw[k].strip()]
+    if absent:
+        raise KnownFailuresError(f"{where}: needs non-empty string field(s) {', '.join(absent)} "
+                                 "(id may be a list of globs; upstream may be 'not yet filed')")
+    expires = raw.get("expires")
+    if expires is not None and not isinstance(expires, date):
+        raise KnownFailuresError(f"{where}: expires must be a TOML date like 2026-06-30, not {expires!r}")
+    globs = tuple(i.strip() for i in ids)
+    return KnownFailure(globs, raw["signature"], raw["reason"].strip(), raw["upstream"].strip(), expires)
+
+
+def parse(text: str, source: str = "<string>", today: date | None = None) -> Baseline:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise KnownFailuresError(f"{source}: not valid TOML: {e}") from None
+    extra = sorted(set(data) - {"known"})
+    if extra:
+        raise KnownFailuresError(f"{source}: unknown top-level key(s) {', '.join(extra)}; entries go in [[known]]")
+    raw = data.get("known", [])
+    if not isinstance(raw, list):
+        raise KnownFailuresError(f"{source}: 'known' must be an array of tables ([[known]])")
+    entries = [_entry(item, f"{source}: entry {i + 1}") for i, item in enumerate(raw)]
+    return Baseline(entries, source, today or date.today())
+
+
+def load(path: str | Path | None, today: date | None = None) -> Baseline:
+    """The baseline in `path`; an empty one for None/''. A named file that does not exist is an error."""
+    if not path:
+        return Baseline(today=today or date.today())
+    path = Path(path)
+    if not path.is_file():
+        raise KnownFailuresError(f"known-failures file {path} does not exist")
+    return parse(path.read_text(encoding="utf-8"), str(path), today)

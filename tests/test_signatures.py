@@ -1,0 +1,230 @@
+"""Every signature in the registry, fed real evidence from the real libraries (a fault put into a real load),
+must name it; and classification re-run on the recorded JSON evidence gives the same name."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from compat_tests import results
+from compat_tests.evidence import Evidence, from_exception
+from compat_tests.oracle import judge
+from compat_tests.results import Result
+from compat_tests.signatures import BY_NAME, REGISTRY, classify, classify_record, kwarg_sources
+
+from .conftest import fresh
+
+
+def saved(source):
+    return {k: v.clone() for k, v in source.model.state_dict().items()}
+
+
+def loaded_from(source, state, strict=False, model=None, **load_kwargs):
+    model = model if model is not None else fresh(source)
+    report = model.load_state_dict(state, strict=strict, **load_kwargs)
+    return {"model": model.eval(), "missing_keys": report.missing_keys, "unexpected_keys": report.unexpected_keys}
+
+
+def raised(fn) -> Evidence:
+    try:
+        fn()
+    except Exception as e:
+        evidence = from_exception(e)
+        if sources := kwarg_sources(e):
+            evidence.extra["kwarg_sources"] = sources
+        return evidence
+    raise AssertionError("the fault did not raise")
+
+
+# One real fault per signature: name -> function(vit_ls, byob, tmp_path) -> Evidence.
+def _kwarg_conflict(vit_ls, byob, tmp_path):
+    """A timm hub folder whose config.json model_args holds num_classes, read by transformers' TimmWrapper (which
+    passes num_classes itself): the very conflict timm >= 1.0.2x's save_for_hf and TimmWrapper produce together."""
+    import timm
+    import transformers
+
+    timm.models.save_for_hf(byob.model, str(tmp_path))
+    config = json.loads((tmp_path / "config.json").read_text())
+    config.setdefault("model_args", {})["num_classes"] = config.get("num_classes", 1000)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    return raised(lambda: transformers.AutoModelForImageClassification.from_pretrained(str(tmp_path)))
+
+
+def _gamma_renamed(vit_ls, byob, tmp_path):
+    state = {k.replace("gamma", "weight"): v for k, v in saved(vit_ls).items()}
+    return raised(lambda: fresh(vit_ls).load_state_dict(state, strict=True))
+
+
+def _prefix(vit_ls, byob, tmp_path):
+    state = {"module." + k: v for k, v in saved(byob).items()}  # a DistributedDataParallel checkpoint
+    return raised(lambda: fresh(byob).load_state_dict(state, strict=True))
+
+
+def _shape(vit_ls, byob, tmp_path):
+    state = saved(vit_ls)
+    state["head.weight"] = state["head.weight"][:5]
+    return raised(lambda: fresh(vit_ls).load_state_dict(state, strict=True))
+
+
+def _missing(vit_ls, byob, tmp_path):
+    state = saved(vit_ls)
+    del state["blocks.0.attn.qkv.weight"]
+    return judge(vit_ls, loaded_from(vit_ls, state))
+
+
+def _unexpected(vit_ls, byob, tmp_path):
+    state = saved(vit_ls)
+    state["blocks.0.extra.weight"] = torch.zeros(3)
+    return judge(vit_ls, loaded_from(vit_ls, state))
+
+
+def _dtype(vit_ls, byob, tmp_path):
+    """load_state_dict(assign=True) keeps the checkpoint's tensors, dtype included: a half checkpoint stays half."""
+    state = saved(byob)
+    state["head.fc.weight"] = state["head.fc.weight"].half()
+    return judge(byob, loaded_from(byob, state, strict=True, assign=True))
+
+
+def _buffers(vit_ls, byob, tmp_path):
+    """Built on the meta device and materialised empty, as big-model loaders do: weights load, but the
+    non-persistent buffers computed in __init__ (relative position indices) are never recomputed."""
+    import timm
+
+    from compat_tests.source import build_source
+
+    source = build_source("test_vit_relpos")
+    with torch.device("meta"):
+        model = timm.create_model("test_vit_relpos", pretrained=False)
+    model = model.to_empty(device="cpu")
+    for _, buf in model.named_buffers():
+        buf.fill_(7)  # what uninitialised memory may hold, made deterministic
+    return judge(source, loaded_from(source, saved(source), strict=True, model=model))
+
+
+def _silent_reinit(vit_ls, byob, tmp_path):
+    state = saved(byob)
+    del state["stem.bn.running_var"]
+    model = fresh(byob)
+    model.load_state_dict(state, strict=False)  # a loader that drops a key and reports nothing
+    return judge(byob, {"model": model})
+
+
+def _tensor(vit_ls, byob, tmp_path):
+    state = saved(vit_ls)
+    w = state["blocks.1.mlp.fc1.weight"]
+    w.view(-1)[7] = torch.nextafter(w.view(-1)[7], torch.tensor(float("inf")))
+    return judge(vit_ls, loaded_from(vit_ls, state))
+
+
+def _output(vit_ls, byob, tmp_path):
+    loaded = loaded_from(byob, saved(byob))
+    model = loaded["model"]
+    loaded["forward"] = lambda x: model(x) * (1 + 1e-3)  # same weights, another forward
+    return judge(byob, loaded)
+
+
+def _crash(vit_ls, byob, tmp_path):
+    """A real process killed by SIGSEGV, recorded through the results-side helper."""
+    proc = subprocess.run([sys.executable, "-c", "import os, signal; print('loading', flush=True); "
+                           "os.kill(os.getpid(), signal.SIGSEGV)"], capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGSEGV
+    r = results.died(_result(), returncode=proc.returncode, output_tail=proc.stdout + proc.stderr)
+    return Evidence.from_json(r.evidence)
+
+
+def _timeout(vit_ls, byob, tmp_path):
+    try:
+        subprocess.run([sys.executable, "-c", "import time; time.sleep(30)"], timeout=0.5)
+    except subprocess.TimeoutExpired as e:
+        r = results.died(_result(), timeout_s=e.timeout, output_tail=str(e.output or ""))
+        return Evidence.from_json(r.evidence)
+    raise AssertionError("no timeout")
+
+
+def _result() -> Result:
+    return Result(id="test_vit2-state_dict-base", model="test_vit2", path="state_dict", override="base",
+                  status="passed")
+
+
+FAULTS = {
+    "crash": _crash,
+    "timeout": _timeout,
+    "kwarg-conflict": _kwarg_conflict,
+    "layerscale-gamma-renamed": _gamma_renamed,
+    "key-prefix-mismatch": _prefix,
+    "shape-mismatch": _shape,
+    "missing-keys": _missing,
+    "unexpected-keys": _unexpected,
+    "dtype-changed": _dtype,
+    "nonpersistent-buffer-not-rebuilt": _buffers,
+    "silent-reinit": _silent_reinit,
+    "tensor-mismatch": _tensor,
+    "output-mismatch": _output,
+}
+
+
+def test_every_registry_signature_has_a_fault_test():
+    assert set(FAULTS) == set(BY_NAME), "add a real fault for each new signature"
+
+
+@pytest.mark.parametrize("name", list(FAULTS))
+def test_a_real_fault_is_named(name, vit_ls, byob, tmp_path):
+    evidence = FAULTS[name](vit_ls, byob, tmp_path)
+    assert not evidence.clean
+    got, message = classify(evidence)
+    assert got == name, message
+    # Re-classification runs on the recorded JSON alone (an old report), and reaches the same name.
+    recorded = json.loads(json.dumps(evidence.to_json(), default=str))
+    assert classify(Evidence.from_json(recorded))[0] == name
+    assert BY_NAME[name].explains and BY_NAME[name].fix
+
+
+def test_kwarg_conflict_names_the_argument_and_where_each_value_came_from(byob, tmp_path):
+    evidence = _kwarg_conflict(None, byob, tmp_path)
+    _, message = classify(evidence)
+    assert "'num_classes'" in message and "modeling_timm_wrapper.py" in message
+    assert "num_classes=config.num_labels in the loader's code" in message
+    assert "config.json field `model_args`" in message
+    # Without the recorded sources (an older report) the known call site still says where each came from.
+    evidence.extra.clear()
+    _, message = classify(evidence)
+    assert "TimmWrapper's own code" in message and "config.json field `model_args`" in message
+
+
+def test_an_unrecognised_exception_keeps_its_type():
+    evidence = raised(lambda: {}["no such key"])
+    assert classify(evidence)[0] == "exception:KeyError"
+
+
+def test_the_registry_names_are_stable_and_unique():
+    names = [s.name for s in REGISTRY]
+    assert len(names) == len(set(names))
+    assert {"layerscale-gamma-renamed", "key-prefix-mismatch", "silent-reinit", "kwarg-conflict", "dtype-changed",
+            "crash", "timeout"} <= set(names)
+
+
+def test_classify_record_rederives_from_evidence_with_the_paths_own_signatures(vit_ls):
+    state = {k.replace("gamma", "weight"): v for k, v in saved(vit_ls).items()}
+    evidence = judge(vit_ls, loaded_from(vit_ls, state))
+    old = Result(id="test_vit2-state_dict-base", model="test_vit2", path="state_dict", override="base",
+                 status="failed", signature="exception:RuntimeError", message="as an older registry named it",
+                 evidence=json.loads(json.dumps(evidence.to_json())))
+    assert classify_record(old)[0] == "layerscale-gamma-renamed"
+    unknown_path = Result(**{**old.__dict__, "path": "a_path_from_elsewhere"})
+    assert classify_record(unknown_path)[0] == "layerscale-gamma-renamed"
+    harness = Result(id="x-state_dict-base", model="x", path="state_dict", override="base", status="error",
+                     signature="unknown-model", message="unknown model 'x'")
+    assert classify_record(harness) == ("unknown-model", "unknown model 'x'")
+
+
+def test_crash_records_the_scenario_as_failed_with_the_output():
+    r = results.died(_result(), returncode=-9, output_tail="Killed")
+    assert r.status == "failed" and r.signature == "crash" and "signal 9" in r.message
+    assert results.died(_result(), timeout_s=300).signature == "timeout"
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"
