@@ -18,10 +18,13 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 import pytest  # noqa: E402
 
 from . import known_failures, results, summary  # noqa: E402
+from .isolation import Isolation  # noqa: E402
 from .paths import all_paths  # noqa: E402
+from .resume import last_run  # noqa: E402
 from .scenario import Scenario  # noqa: E402
 from .selection import SelectionError, parse_count, select, split_globs  # noqa: E402
 from .session import MatrixSession, new_run_id, threads_per_worker  # noqa: E402
+from .sharding import ShardError, parse_shard, recorded_durations, select_shard  # noqa: E402
 from .tiers import TIERS  # noqa: E402
 from .versions import installed  # noqa: E402
 
@@ -51,6 +54,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--known-failures", default=None,
                     help="TOML baseline of expected failures (default: fixtures/known_failures.toml when present; "
                          "'' for none): matching failures are xfailed, listed scenarios that pass are xpassed")
+    group.addoption("--resume", action="store_true",
+                    help="continue the last run in --report-dir: skip the scenarios it already recorded")
+    group.addoption("--shard", default=None,
+                    help="run shard I of N (e.g. 2/4): deterministic, balanced by recorded durations, models whole")
+    group.addoption("--shard-durations", default=None,
+                    help="comma-separated earlier JSONL reports whose durations balance --shard")
+    group.addoption("--explore", default=0, type=int,
+                    help="per model, let hypothesis draw N override combinations on pretrained_file; a failure is "
+                         "shrunk to its smallest combination and recorded as an ordinary cell")
     group.addoption("--progress-every", default=60.0, type=float,
                     help="seconds between 'N scenarios remain' lines on long runs (0: never)")
 
@@ -79,7 +91,7 @@ def _record_bad_input(config: pytest.Config, message: str) -> None:
 
 def _selected_paths(config: pytest.Config) -> list[str]:
     known = all_paths()
-    wanted = split_globs(config.getoption("paths")) or list(known)
+    wanted = split_globs(config.getoption("paths")) or [name for name, p in known.items() if p.default]
     unknown = [p for p in wanted if p not in known]
     if unknown:
         raise SelectionError(f"--paths: unknown path(s) {', '.join(unknown)}; known: {', '.join(known)}")
@@ -140,10 +152,14 @@ class _Progress:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    resumed = None
+    if getattr(config.option, "resume", False):
+        resumed, _ = last_run(report_path(config))
     if _is_worker(config):
         config.stash[_RUN_ID] = config.workerinput.get("timm_compat_run_id", new_run_id())
     else:
-        config.stash[_RUN_ID] = new_run_id()
+        # A resumed run keeps the interrupted run's id, so its report and summary cover both halves.
+        config.stash[_RUN_ID] = resumed or new_run_id()
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(_XdistHooks(), "timm-compat-xdist")
     if not _runs_matrix(config):
@@ -152,12 +168,16 @@ def pytest_configure(config: pytest.Config) -> None:
         if config.getoption("max_params") is not None:
             parse_count(config.getoption("max_params"))
         _selected_paths(config)
+        if config.getoption("shard"):
+            parse_shard(config.getoption("shard"))
         config.stash[_BASELINE] = known_failures.load(_baseline_file(config))
-    except (SelectionError, known_failures.KnownFailuresError) as e:
+    except (SelectionError, ShardError, known_failures.KnownFailuresError) as e:
         if not _is_worker(config):
             _record_bad_input(config, str(e))
         raise pytest.UsageError(str(e)) from None
-    if not _is_worker(config):
+    config.pluginmanager.register(Isolation(report_path(config), lambda: config.stash[_RUN_ID]),
+                                  "timm-compat-isolation")
+    if not _is_worker(config) and not resumed:
         results.rotate(report_path(config))
         every = config.getoption("progress_every")
         if every and every > 0:
@@ -183,6 +203,8 @@ def _plan(config: pytest.Config) -> Plan:
     for model in selection.models:
         for name in _selected_paths(config):
             plan.scenarios += [Scenario(model, name, o) for o in paths[name].overrides(model)]
+    if config.getoption("explore") and "pretrained_file" in _selected_paths(config):
+        plan.scenarios += _explored(selection.models, config.getoption("explore"))
     # Bad or inapplicable input is still a recorded cell, so the report shows it.
     plan.scenarios += [Scenario(pattern, "create_model") for pattern in selection.unknown]
     timm_version = installed()["timm"]
@@ -191,8 +213,28 @@ def _plan(config: pytest.Config) -> Plan:
     for model, size in selection.too_large.items():
         plan.skip_models[model] = f"skipped: {size / 1e6:.1f}M parameters > --max-params {max_params}"
     plan.scenarios += [Scenario(model, "create_model") for model in plan.skip_models]
+    if config.getoption("shard"):
+        durations = recorded_durations(Path(p) for p in split_globs(config.getoption("shard_durations")))
+        plan.scenarios = select_shard(plan.scenarios, config.getoption("shard"), durations)
     config.stash[_PLAN] = plan
     return plan
+
+
+def _explored(models: list[str], n: int) -> list[Scenario]:
+    """Shrunk failing override combinations, found by running cells now. Derandomized, so every xdist
+    worker collects the same cells (each explores on its own: --explore is an opt-in cost)."""
+    from .explore import explore
+    from .runner import run_scenario
+    from .source import SourceCache
+
+    cache = SourceCache()
+    found: list[Scenario] = []
+    for model in models:
+        def passes(override, model=model) -> bool:
+            return run_scenario(Scenario(model, "pretrained_file", override), cache).status != "failed"
+
+        found += [Scenario(model, "pretrained_file", o) for o in explore(model, n, passes)]
+    return found
 
 
 def _cached_counter(config: pytest.Config):
@@ -211,6 +253,19 @@ def _cached_counter(config: pytest.Config):
         return counts[name]
 
     return count
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("resume", False) or not _runs_matrix(config):
+        return
+    run_id, finished = last_run(report_path(config))
+    if run_id != config.stash.get(_RUN_ID, None):
+        return
+    done = [i for i in items if getattr(getattr(i, "callspec", None), "params", {}).get("scenario") is not None
+            and i.callspec.params["scenario"].id in finished]
+    if done:
+        config.hook.pytest_deselected(items=done)
+        items[:] = [i for i in items if i not in done]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

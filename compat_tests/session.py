@@ -25,6 +25,8 @@ class MatrixSession:
     # Reasons to skip a model without running it (e.g. over the --max-params budget).
     skip_models: dict[str, str] = field(default_factory=dict)
     cache: SourceCache = field(default_factory=SourceCache)
+    # The id of the last cell whose result was written, so a cell cut short (timeout) can be told apart.
+    last_recorded: str = ""
 
     def run(self, scenario: Scenario) -> results.Result:
         if scenario.model in self.skip_models:
@@ -38,6 +40,7 @@ class MatrixSession:
 
     def record(self, result: results.Result) -> None:
         results.append(self.report, result)
+        self.last_recorded = result.id
 
 
 def threads_per_worker(workers: int) -> int:

@@ -29,6 +29,9 @@ class Signature:
     explains: str  # one line: what went wrong
     fix: str  # one line: where to look or what to do
     detect: Callable[[Evidence], str | None]  # a short detail when the evidence matches, else None
+    # A tool's known limit (an exporter that cannot handle an architecture), not a loading failure: the
+    # runner records such cells as skipped, keeping signature, message, evidence and repro.
+    limitation: bool = False
 
 
 def _some(keys: list[str], n: int = 3) -> str:

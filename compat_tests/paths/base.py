@@ -64,5 +64,7 @@ class LoadingPath:
     judge: Callable[[SourceModel, dict[str, Any]], Evidence] = judge
     # Signatures tried before the shared registry, for this path's cells only.
     signatures: tuple[Signature, ...] = ()
+    # Whether the path runs when --paths is not given (slow, specialised paths opt out).
+    default: bool = True
     # Replaces repro.PREPARE (a str.format template) for cells that do not start from a built source.
     repro_prepare: str | None = None

@@ -131,4 +131,6 @@ PATH = LoadingPath(
     judge=judge_export,
     repro_prepare=repro_prepare('export_check', ('exporter',)),
     signatures=(NONE_MODULE_CALLED, *(s for e in EXPORTERS for s in export_signatures(e))),
+    # Three exporters for every model cost more than the rest of the smoke tier: opt in with --paths.
+    default=False,
 )
