@@ -47,38 +47,72 @@ def _facts(name: str) -> dict[str, Any]:
     }
 
 
-def candidate_overrides(name: str) -> list[tuple[Override, str | None]]:
-    """Every override of the axis for a model, each with the reason it does not apply (or None)."""
+def override_axis(name: str) -> list[tuple[Override, str | None]]:
+    """Every override of the axis for a model, with the reason it cannot apply that the model's facts
+    alone give (no head, no position embedding...), or None. One meta-device build per model, no probing:
+    this runs at collection for every selected model."""
     f = _facts(name)
     step = f["patch"] or 32
     small, large = max(step, f["side"] * 2 // 3 // step * step), f["side"] * 4 // 3 // step * step
-    cells: list[tuple[Override, str | None]] = []
-
-    def add(override: Override, reason: str | None) -> None:
-        cells.append((override, reason or _probe(name, override.kwargs)))
-
     no_head = None if f["classifier"] else "the model has no classifier in its pretrained config"
     other = 10 if f["num_classes"] != 10 else 7
-    add(Override.of(f"num_classes_{other}", num_classes=other), no_head)
-    add(Override.of("num_classes_0", num_classes=0),
-        no_head or ("the model already has num_classes=0" if f["num_classes"] == 0 else None))
     no_conv = None if f["first_conv"] else "the pretrained config names no first_conv to adapt"
-    add(Override.of("in_chans_1", in_chans=1), no_conv)
-    add(Override.of("in_chans_4", in_chans=4), no_conv)
     no_pos = None if f["pos_embed"] else "the model has no absolute position embedding to resample"
-    add(Override.of(f"img_size_{small}", img_size=small), no_pos)
-    add(Override.of(f"img_size_{large}", img_size=large), no_pos)
+    cells: list[tuple[Override, str | None]] = [
+        (Override.of(f"num_classes_{other}", num_classes=other), no_head),
+        (Override.of("num_classes_0", num_classes=0),
+         no_head or ("the model already has num_classes=0" if f["num_classes"] == 0 else None)),
+        (Override.of("in_chans_1", in_chans=1), no_conv),
+        (Override.of("in_chans_4", in_chans=4), no_conv),
+        (Override.of(f"img_size_{small}", img_size=small), no_pos),
+        (Override.of(f"img_size_{large}", img_size=large), no_pos),
+    ]
     for patch in ((f["patch"] // 2, f["patch"] * 2) if f["patch"] else ()):
         reason = None if f["side"] % patch == 0 else f"image side {f['side']} is not a multiple of patch {patch}"
-        add(Override.of(f"patch_size_{patch}", patch_size=patch), reason)
+        cells.append((Override.of(f"patch_size_{patch}", patch_size=patch), reason))
     if not f["patch"]:
         cells.append((Override.of("patch_size_x2"), "not a ViT-style model (no square patch_embed.proj)"))
-    add(Override.of("dynamic_img_size", dynamic_img_size=True), no_pos)
+    cells.append((Override.of("dynamic_img_size", dynamic_img_size=True), no_pos))
     return cells
 
 
+def axis_overrides(name: str) -> list[Override]:
+    """BASE and every candidate of the axis, for `LoadingPath.overrides`: cheap, so collecting ~45 models
+    stays fast; whether each applies is `override_reason`'s question, asked when the cell runs."""
+    try:
+        return [BASE] + [o for o, _ in override_axis(name)]
+    except Exception:  # a model timm cannot build: its base cell reports why
+        return [BASE]
+
+
+@cache
+def _fact_reasons(name: str) -> dict[str, str | None]:
+    return {o.name: reason for o, reason in override_axis(name)}
+
+
+def override_reason(name: str, override: Override) -> str | None:
+    """Why the architecture does not accept this override (a fact of the model, else what timm raises when
+    the model is built with it on the meta device), or None. For `LoadingPath.applies`; cached."""
+    if override.name in _fact_reasons(name):
+        reason = _fact_reasons(name)[override.name]
+        if reason:
+            return reason
+    kwargs = override.as_dict()
+    if "img_size" in kwargs or "patch_size" in kwargs:
+        # timm builds such a model but its forward asserts: the architecture refuses it, no load is at fault.
+        side, patch = kwargs.get("img_size", _facts(name)["side"]), kwargs.get("patch_size", _facts(name)["patch"])
+        if isinstance(side, int) and patch and side % patch and not kwargs.get("dynamic_img_pad"):
+            return f"image side {side} is not a multiple of patch {patch}"
+    return _probe(name, override.kwargs) if override.kwargs else None
+
+
+def candidate_overrides(name: str) -> list[tuple[Override, str | None]]:
+    """Every override of the axis with its full not-applicable reason (probing each on the meta device)."""
+    return [(o, override_reason(name, o)) for o, _ in override_axis(name)]
+
+
 def applicable_overrides(name: str) -> list[Override]:
-    """BASE plus every override the architecture accepts (the others are listed by `skipped_overrides`)."""
+    """BASE plus every override the architecture accepts (probes each: for explore and tests, not collection)."""
     try:
         return [BASE] + [o for o, reason in candidate_overrides(name) if reason is None]
     except Exception:  # a model timm cannot build: its base cell reports why
@@ -145,7 +179,10 @@ def judge_adapted(source: SourceModel, loaded: dict[str, Any]) -> Evidence:
 
 def _touched(ev: Evidence, reason: str, suffix: str) -> str | None:
     for key, want, got in ev.shape_mismatches:
-        if key.endswith(suffix):
+        # a kernel off only in its input channels is the stem's adaptation, not a patch resample
+        if key.endswith(suffix) and (reason != "patch" or list(want[-2:]) != list(got[-2:])):
+            if ev.exception:  # a raised size mismatch lists (checkpoint shape, model shape)
+                return f"{key}: the model needs {got}, the checkpoint gave {want} (load raised)"
             return f"{key}: the model needs {want}, the load gave {got}"
     adapted = ev.extra.get("adapted", {})
     for key, diff in ev.value_mismatches:
@@ -162,7 +199,18 @@ def _pos_skipped(ev: Evidence) -> str | None:
     return _touched(ev, "pos", "pos_embed")
 
 
+def _raised_mismatches(ev: Evidence, ndim: int, dim: int) -> list[tuple[str, list[int], list[int]]]:
+    """Size mismatches a strict load raised (checkpoint shape, model shape) that differ in `dim` only: when the
+    load raises, no judge ran, so the shapes are all there is to tell which step was skipped."""
+    if not ev.exception:
+        return []
+    return [(k, src, dst) for k, src, dst in ev.shape_mismatches
+            if len(src) == len(dst) == ndim and [i for i in range(ndim) if src[i] != dst[i]] == [dim]]
+
+
 def _conv_not_adapted(ev: Evidence) -> str | None:
+    for key, src, dst in _raised_mismatches(ev, 4, 1):  # a conv kernel off in its input channels only
+        return f"{key}: the checkpoint's kernel takes {src[1]} channels, the model's {dst[1]} (load raised)"
     adapted = ev.extra.get("adapted", {})
     keys = [k for k, r in adapted.items() if "in_chans" in r]
     for key, want, got in ev.shape_mismatches:
@@ -175,6 +223,10 @@ def _conv_not_adapted(ev: Evidence) -> str | None:
 
 
 def _classifier_not_reset(ev: Evidence) -> str | None:
+    raised = _raised_mismatches(ev, 2, 0) + _raised_mismatches(ev, 1, 0)
+    if any(k.endswith(".weight") and len(src) == 2 for k, src, _ in raised):  # a linear layer off in its outputs
+        return ", ".join(f"{k}: checkpoint {src}, model {dst}" for k, src, dst in raised) + \
+            " (the source head reached a model with another class count; load raised)"
     if ev.extra.get("classifier_kept"):
         return f"{', '.join(ev.extra['classifier_kept'])} still hold the source's head"
     out, wanted = ev.output, ev.extra.get("override", {}).get("num_classes")
@@ -194,3 +246,46 @@ SIGNATURES: tuple[Signature, ...] = (
     Signature("classifier-not-reset", "the classifier was kept although num_classes changed",
               "drop the pretrained_cfg classifier keys when num_classes differs", _classifier_not_reset),
 )
+
+
+# Repro PREPARE for adapted loads (LoadingPath.repro_prepare): the plain source is saved and loaded with
+# the override, and the loaded model is held to `adapted_state` of the checkpoint, as `judge_adapted` does.
+# CHECKPOINT is replaced per path by the expression giving the checkpoint in timm's layout.
+_ADAPTED_PREPARE = '''
+spec = {spec!r}
+torch.manual_seed(spec["seed"])
+source = timm.create_model(spec["name"], pretrained=False, **spec["source_kwargs"]).eval()
+perturb_(source, spec["seed"])
+loaded = {roundtrip}(source, tempfile.mkdtemp(), spec)  # an exception here is the failure
+kwargs = loaded["kwargs"]
+torch.manual_seed(spec["seed"])
+target = timm.create_model(spec["name"], pretrained=False, **kwargs).eval()  # a normal build with the override
+checkpoint = CHECKPOINT
+expected_state, fresh, adapted = adapted_state(checkpoint, source, target)
+print("adapted by timm's helpers:", adapted, "| rightly fresh (not compared):", fresh)
+actual = loaded["model"].state_dict()
+absent = [k for k, v in expected_state.items() if v is None]  # the checkpoint has nothing for them
+loaded["missing_keys"] = list(loaded.get("missing_keys") or []) + absent
+expected_state = {{k: v for k, v in expected_state.items() if v is not None}}
+source_state = source.state_dict()
+kept = [k for k in fresh if k in actual and k in source_state and actual[k].shape == source_state[k].shape
+        and torch.equal(actual[k], source_state[k])]
+if kept:
+    print("the source's head survived a class-count change:", kept)  # left out below, so CHECK names them
+expected_state.update({{k: actual[k] for k in fresh if k in actual and k not in kept}})
+target_state = target.state_dict()
+target.load_state_dict({{k: v for k, v in expected_state.items()
+                        if k in target_state and v.shape == target_state[k].shape}}, strict=False)
+chans, *side = {input_size!r}
+if "img_size" in kwargs:
+    side = [kwargs["img_size"]] * 2 if isinstance(kwargs["img_size"], int) else list(kwargs["img_size"])
+x = make_input((int(kwargs.get("in_chans", chans)), *side), spec["seed"], 1)
+with torch.no_grad():
+    reference = target(x)
+'''
+
+
+def adapted_repro_prepare(checkpoint: str = "source.state_dict()") -> str:
+    """The PREPARE template for a path whose cells are judged by `judge_adapted`; `checkpoint` is a Python
+    expression (over `source`, `loaded`) for the checkpoint in timm's layout."""
+    return _ADAPTED_PREPARE.replace("CHECKPOINT", checkpoint)

@@ -13,8 +13,6 @@ Every function here is standalone (imports inside) so repro scripts can embed it
 
 from __future__ import annotations
 
-from typing import Any
-
 # timm architecture -> the open_clip config of the same tower, its OpenAI-architecture twin, and its
 # embedding width (the timm head's num_classes, as in timm's own `.openai` tags). write_foreign repeats
 # the names because repro scripts embed it alone.
@@ -156,8 +154,9 @@ def write_foreign(layout, model, name, seed=0):
     raise ValueError(f"unknown layout {layout!r}; timm {timm.__version__}")
 
 
-def foreign_to_timm(layout: str, state: dict[str, Any]) -> dict[str, Any]:
-    """What a correct converter makes of a foreign checkpoint, by the documented maps (not timm's code)."""
+def foreign_to_timm(layout, state):
+    """What a correct converter makes of a foreign checkpoint, by the documented maps (not timm's code).
+    Unannotated like every function here: repro scripts embed it without the typing imports."""
 
     if layout in ("openclip", "openai_clip"):
         return clip_visual_to_timm(state, "visual.")
@@ -179,7 +178,7 @@ def foreign_to_timm(layout: str, state: dict[str, Any]) -> dict[str, Any]:
     raise ValueError(f"unknown layout {layout!r}")
 
 
-def with_classifier(state: dict[str, Any], classifier: str) -> dict[str, Any]:
+def with_classifier(state, classifier):
     """Name the trunk layout's projection after the model's classifier; OpenCLIP's has no bias (zeros)."""
     import torch
 

@@ -1,9 +1,10 @@
 """The pretrained_file path: timm's real pretrained loader under overrides, and faults put back into it."""
 
 import torch
-from timm.models import vision_transformer
+from timm.models import _builder, vision_transformer
 
 from compat_tests.adapted import applicable_overrides, skipped_overrides
+from compat_tests.paths import all_paths
 from compat_tests.runner import run_scenario
 from compat_tests.scenario import Override, Scenario
 from compat_tests.source import SourceCache
@@ -19,6 +20,17 @@ def test_override_axis_applies_only_where_the_architecture_accepts_it():
     skipped = skipped_overrides("resnet18")
     assert "img_size" in " ".join(skipped) and all(skipped.values())  # each with its reason
     assert not any(o.name.startswith("img_size") for o in applicable_overrides("resnet18"))
+
+
+def test_every_candidate_is_a_cell_and_an_inapplicable_one_is_skipped_with_its_reason():
+    path = all_paths()["pretrained_file"]
+    names = {o.name for o in path.overrides("resnet18")}
+    assert {"base", "in_chans_1", "img_size_128", "dynamic_img_size"} <= names  # listed without probing
+    img = next(o for o in path.overrides("resnet18") if o.name == "img_size_128")
+    assert path.applies("resnet18", img) == skipped_overrides("resnet18")["img_size_128"]
+    result = _run("resnet18", img)
+    assert result.status == "skipped" and result.message.startswith("not applicable: ")
+    assert "position embedding" in result.message
 
 
 def test_patch_and_channel_overrides_pass_and_shrink_the_output_as_asked():
@@ -48,3 +60,36 @@ def test_skipped_pos_embed_resample_is_named(monkeypatch):
     monkeypatch.setattr(vision_transformer, "resample_abs_pos_embed", lambda v, *a, **k: v)
     result = _run("test_vit2", Override.of("img_size_96", img_size=96))
     assert result.status == "failed" and result.signature == "pos-embed-resample-skipped", result.message
+
+
+def test_input_conv_left_unadapted_is_named(monkeypatch):
+    # load_pretrained's adapt_input_conv made a no-op: the 3-channel kernel reaches an in_chans=1 model.
+    monkeypatch.setattr(_builder, "adapt_input_conv", lambda in_chans, conv_weight, **kwargs: conv_weight)
+    result = _run("test_vit2", Override.of("in_chans_1", in_chans=1))
+    assert result.status == "failed" and result.signature == "input-conv-not-adapted", result.message
+    assert "patch_embed.proj.weight" in result.message
+
+
+def test_classifier_kept_across_a_class_count_change_is_named(monkeypatch):
+    # load_pretrained's classifier reset made a no-op: it is told the class count did not change, so the
+    # source head is never dropped (the reset is inline in the real function, keyed on num_classes).
+    real = _builder.load_pretrained
+
+    def load_pretrained(model, pretrained_cfg=None, num_classes=1000, **kwargs):
+        cfg = pretrained_cfg or model.pretrained_cfg
+        return real(model, pretrained_cfg=pretrained_cfg, num_classes=cfg.get("num_classes", num_classes), **kwargs)
+
+    monkeypatch.setattr(_builder, "load_pretrained", load_pretrained)
+    result = _run("test_vit2", Override.of("num_classes_10", num_classes=10))
+    assert result.status == "failed" and result.signature == "classifier-not-reset", result.message
+    assert "head.weight" in result.message
+
+
+def test_load_checkpoint_with_the_models_filter_is_judged_like_pretrained_file(monkeypatch):
+    scenario = Scenario("test_vit2", "load_checkpoint", Override.of("patch_size_8", patch_size=8))
+    assert run_scenario(scenario, SourceCache()).status == "passed"
+    monkeypatch.setattr(vision_transformer, "resample_patch_embed", lambda v, *a, **k: v)
+    result = run_scenario(scenario, SourceCache())
+    assert result.status == "failed" and result.signature == "patch-resample-skipped", result.message
+    no_filter = run_scenario(Scenario("resnet18", "load_checkpoint"), SourceCache())
+    assert no_filter.status == "skipped" and "checkpoint_filter_fn" in no_filter.message

@@ -7,12 +7,14 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from ..adapted import SIGNATURES, candidate_overrides, judge_adapted
+from ..adapted import SIGNATURES, adapted_repro_prepare, judge_adapted, override_axis, override_reason
 from ..evidence import Evidence
+from ..expected import adapted_state
 from ..foreign_layouts import (
     OPEN_CLIP_CONFIGS,
     TRUNK_EMBED_DIM,
     clip_key_map,
+    clip_visual_to_timm,
     foreign_to_timm,
     internvit_key_map,
     rename_keys,
@@ -55,11 +57,11 @@ def layouts_for(name: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 def foreign_overrides(name: str) -> list[Override]:
-    """Each layout plain, and (ViT-style) with the first patch_size and img_size override that applies."""
+    """Each layout plain, and (ViT-style) with the first patch_size and img_size candidate of the axis.
+    No probing here (collection stays cheap): `foreign_applies` asks timm when the cell runs."""
     try:
         layouts = layouts_for(name)
-        resizes = [o for o, reason in candidate_overrides(name)
-                   if reason is None and o.name.startswith(("patch_size_", "img_size_"))]
+        resizes = [o for o, _ in override_axis(name) if o.name.startswith(("patch_size_", "img_size_")) and o.kwargs]
     except Exception:  # a model timm cannot build: no foreign cells
         return []
     picked = [next((o for o in resizes if o.name.startswith(p)), None) for p in ("patch_size_", "img_size_")]
@@ -70,6 +72,17 @@ def foreign_overrides(name: str) -> list[Override]:
             continue  # fails before any resize; one cell says so
         cells += [Override.of(f"{layout}_{o.name}", layout=layout, **implied, **o.as_dict()) for o in picked if o]
     return cells
+
+
+def foreign_applies(name: str, override: Override) -> str | None:
+    """The resize's reason from the axis (a fact of the model), else whatever timm raises building the model
+    with the override's kwargs (less the layout) on the meta device."""
+    kwargs = {k: v for k, v in override.as_dict().items() if k != "layout"}
+    for candidate, _ in override_axis(name):
+        if candidate.kwargs and all(kwargs.get(k, object()) == v for k, v in candidate.kwargs):
+            if reason := override_reason(name, candidate):
+                return reason
+    return override_reason(name, Override.of(override.name, **kwargs))
 
 
 def foreign_source_kwargs(override: Override) -> dict[str, Any]:
@@ -109,10 +122,16 @@ PATH = LoadingPath(
     summary="a foreign-layout checkpoint (open_clip's own writer / documented key map) -> "
             "timm.create_model(pretrained=True, pretrained_cfg_overlay=dict(file=...))",
     roundtrip=foreign_roundtrip,
-    helpers=(clip_key_map, internvit_key_map, rename_keys, timm_to_clip_visual, write_foreign),
+    helpers=(clip_key_map, internvit_key_map, rename_keys, timm_to_clip_visual, write_foreign, clip_visual_to_timm,
+             foreign_to_timm, with_classifier, adapted_state),
     requires=lambda: missing("open_clip", "2.20", "open_clip's writers"),
     overrides=foreign_overrides,
+    applies=foreign_applies,
     source_kwargs=foreign_source_kwargs,
     judge=judge_foreign,
     signatures=(KEY_LAYOUT_MISMATCH, *SIGNATURES),
+    # The expected checkpoint is what the documented key map makes of the foreign file, as judge_foreign does.
+    repro_prepare=adapted_repro_prepare(
+        'with_classifier(foreign_to_timm(loaded["layout"], loaded["foreign_state"]), '
+        '(source.pretrained_cfg or dict()).get("classifier") or "head")'),
 )
