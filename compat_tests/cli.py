@@ -190,10 +190,23 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--report", default=None, help=f"report file or directory (default: reports/{REPORT_NAME})")
     x.add_argument("--generate", action="store_true", help="build a repro even if the report lacks the id")
     x.set_defaults(func=cmd_repro)
+
+    # Listed for --help; main() hands its arguments to bisect's own parser, which drives pip and pytest.
+    sub.add_parser("bisect", add_help=False,
+                   help="the first timm/transformers release at which one scenario's outcome changed")
     return p
 
 
+def _bisect(argv: list[str]) -> int:
+    from . import bisect
+
+    return bisect.main(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bisect"]:
+        return _bisect(argv[1:])
     args = parser().parse_args(argv)
     if args.command == "repro":
         args.report_given = args.report is not None

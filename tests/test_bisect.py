@@ -32,3 +32,10 @@ def test_between_keeps_the_published_range_in_order():
 def test_between_refuses_unpublished_ends():
     with pytest.raises(BisectError, match="1.0.4 is not a published release"):
         between(RELEASES, Version("1.0.4"), Version("1.0.9"))
+
+
+def test_the_cli_hands_bisect_its_arguments_and_refuses_a_bad_id(capsys):
+    from compat_tests.cli import main
+
+    assert main(["bisect", "resnet18_state_dict", "--good", "1.0.3", "--bad", "1.0.9"]) == 2
+    assert "not a scenario id" in capsys.readouterr().err

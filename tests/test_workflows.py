@@ -1,0 +1,35 @@
+"""Both GitHub workflows pass actionlint (the selftest env installs it: see pyproject's selftest extra)."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+WORKFLOWS = Path(__file__).resolve().parent.parent / ".github" / "workflows"
+
+
+def actionlint(path: Path) -> subprocess.CompletedProcess:
+    binary = shutil.which("actionlint")
+    assert binary, "actionlint is a selftest dependency; the env is incomplete without it"
+    return subprocess.run([binary, "-no-color", str(path)], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("name", ["ci.yml", "nightly.yml"])
+def test_workflow_passes_actionlint(name):
+    proc = actionlint(WORKFLOWS / name)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_actionlint_does_flag_a_broken_workflow(tmp_path):
+    broken = tmp_path / "broken.yml"
+    broken.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+                      "      - run: echo ${{ matrix.nope }}\n")
+    proc = actionlint(broken)
+    assert proc.returncode != 0 and "matrix.nope" in proc.stdout
+
+
+def test_nightly_is_scheduled_dispatchable_and_sharded():
+    text = (WORKFLOWS / "nightly.yml").read_text()
+    assert "schedule:" in text and "workflow_dispatch:" in text
+    assert "--shard" in text and "source: [released, main]" in text
