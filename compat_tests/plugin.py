@@ -21,7 +21,7 @@ from . import known_failures, results, summary  # noqa: E402
 from .isolation import Isolation  # noqa: E402
 from .paths import all_paths  # noqa: E402
 from .resume import last_run  # noqa: E402
-from .scenario import Scenario  # noqa: E402
+from .scenario import Scenario, sample_overrides  # noqa: E402
 from .selection import SelectionError, parse_count, select, split_globs  # noqa: E402
 from .session import MatrixSession, new_run_id, threads_per_worker  # noqa: E402
 from .sharding import ShardError, parse_shard, recorded_durations, select_shard  # noqa: E402
@@ -200,9 +200,15 @@ def _plan(config: pytest.Config) -> Plan:
     )
     paths = all_paths()
     plan = Plan()
-    for model in selection.models:
+    # A default run (no --paths) is a smoke run: each override axis is sampled, rotating across the
+    # models so the tier still covers every override; naming a path runs its whole grid.
+    sample = not config.getoption("paths")
+    for index, model in enumerate(selection.models):
         for name in _selected_paths(config):
-            plan.scenarios += [Scenario(model, name, o) for o in paths[name].overrides(model)]
+            overrides = paths[name].overrides(model)
+            if sample:
+                overrides = sample_overrides(overrides, index)
+            plan.scenarios += [Scenario(model, name, o) for o in overrides]
     if config.getoption("explore") and "pretrained_file" in _selected_paths(config):
         plan.scenarios += _explored(selection.models, config.getoption("explore"))
     # Bad or inapplicable input is still a recorded cell, so the report shows it.

@@ -44,3 +44,13 @@ class Scenario:
             "override": self.override.name,
             "override_kwargs": json.loads(json.dumps(self.override.as_dict(), default=str)),
         }
+
+
+def sample_overrides(overrides: list[Override], index: int, extra: int = 1) -> list[Override]:
+    """`base` (when present) plus `extra` of the others, chosen by rotation from the model's `index`, so
+    consecutive models of a tier take different overrides and together cover the whole axis."""
+    base = [o for o in overrides if o.name == BASE.name]
+    rest = [o for o in overrides if o.name != BASE.name]
+    if len(rest) <= extra:
+        return base + rest
+    return base + [rest[(index * extra + j) % len(rest)] for j in range(extra)]

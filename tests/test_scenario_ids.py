@@ -2,7 +2,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from compat_tests.paths import all_paths
-from compat_tests.scenario import BASE, Override, Scenario
+from compat_tests.scenario import BASE, Override, Scenario, sample_overrides
 
 names = st.from_regex(r"[a-z][a-z0-9_]{0,30}", fullmatch=True)
 override_names = st.from_regex(r"[a-z0-9_=.]{1,12}", fullmatch=True)
@@ -33,3 +33,13 @@ def test_the_eight_core_paths_are_discovered_in_order():
     assert list(all_paths())[:8] == [
         "create_model", "state_dict", "safetensors", "pickle", "timm_hub", "hf_auto", "hf_to_timm", "hf_custom",
     ]
+
+
+@given(st.integers(0, 12), st.integers(0, 200), st.booleans())
+def test_sampling_keeps_base_and_covers_the_axis_across_models(size, index, with_base):
+    axis = ([BASE] if with_base else []) + [Override.of(f"o{i}", i=i) for i in range(size)]
+    chosen = sample_overrides(axis, index)
+    assert (BASE in chosen) == with_base
+    assert len(chosen) == min(len(axis), int(with_base) + 1)
+    covered = {o.name for i in range(max(size, 1)) for o in sample_overrides(axis, i)}
+    assert covered == {o.name for o in axis}
