@@ -26,15 +26,18 @@ def _crash_safe_loadgroup():
 
     class CrashSafeLoadGroupScheduling(LoadGroupScheduling):
         def remove_node(self, node):
-            self.registered_collections.pop(node, None)
             workload = self.assigned_work.get(node, {})
             crashitem = next((nid for unit in workload.values() for nid, done in unit.items() if not done), None)
-            if crashitem is not None:
-                for unit in workload.values():
-                    if crashitem in unit:
-                        unit[crashitem] = True
-                for scope in [scope for scope, unit in workload.items() if all(unit.values())]:
-                    del workload[scope]
+            if crashitem is None:
+                # A worker leaving with its work done (loadscope shuts idle workers down one by one): its
+                # collection must stay counted, or tests_finished never turns true and the run cannot end.
+                return super().remove_node(node)
+            self.registered_collections.pop(node, None)
+            for unit in workload.values():
+                if crashitem in unit:
+                    unit[crashitem] = True
+            for scope in [scope for scope, unit in workload.items() if all(unit.values())]:
+                del workload[scope]
             super().remove_node(node)
             return crashitem
 

@@ -206,7 +206,7 @@ def _plan(config: pytest.Config) -> Plan:
     for index, model in enumerate(selection.models):
         for name in _selected_paths(config):
             overrides = paths[name].overrides(model)
-            if sample:
+            if sample and paths[name].sampled:
                 overrides = sample_overrides(overrides, index)
             plan.scenarios += [Scenario(model, name, o) for o in overrides]
     if config.getoption("explore") and "pretrained_file" in _selected_paths(config):

@@ -66,5 +66,8 @@ class LoadingPath:
     signatures: tuple[Signature, ...] = ()
     # Whether the path runs when --paths is not given (slow, specialised paths opt out).
     default: bool = True
+    # Whether a default (smoke) run samples this path's overrides; a path whose overrides are distinct
+    # inputs rather than an axis of variations (stored artifacts) runs them all.
+    sampled: bool = True
     # Replaces repro.PREPARE (a str.format template) for cells that do not start from a built source.
     repro_prepare: str | None = None

@@ -41,14 +41,33 @@ def _is_vit(name: str) -> bool:
         return isinstance(timm.create_model(name, pretrained=False), VisionTransformer)
 
 
+def _timm_module(name: str) -> str | None:
+    from timm.models import _registry
+
+    return _registry._model_to_module.get(name)
+
+
+@cache
+def _open_clip_trunk_modules() -> frozenset[str]:
+    """timm modules whose models open_clip ships as `visual.trunk` (read from open_clip's live configs)."""
+    try:
+        import open_clip
+    except ImportError:
+        return frozenset()
+    names = {(open_clip.get_model_config(m) or {}).get("vision_cfg", {}).get("timm_model_name")
+             for m in open_clip.list_models()}
+    return frozenset(filter(None, (_timm_module(n.split(".")[0]) for n in names if n)))
+
+
 def layouts_for(name: str) -> list[tuple[str, dict[str, Any]]]:
     """(layout, the timm kwargs its checkpoint implies) for each foreign layout this architecture has."""
     found: list[tuple[str, dict[str, Any]]] = []
     if name in OPEN_CLIP_CONFIGS:
         width = OPEN_CLIP_CONFIGS[name][2]
         found += [(layout, {"num_classes": width}) for layout in ("openclip", "openclip_ddp", "openai_clip")]
-    # open_clip wraps any timm model as a trunk; whether timm reads it back is what the cell finds out.
-    found.append(("openclip_trunk", {"num_classes": TRUNK_EMBED_DIM}))
+    # OpenCLIP checkpoints with a timm trunk exist only for the families open_clip's own configs use.
+    if _timm_module(name) in _open_clip_trunk_modules():
+        found.append(("openclip_trunk", {"num_classes": TRUNK_EMBED_DIM}))
     if "dinov2" in name and _is_vit(name):
         found.append(("dinov2_original", {}))
     if _is_vit(name):

@@ -182,4 +182,5 @@ PATH = LoadingPath(
     judge=legacy_judge,
     signatures=LEGACY_SIGNATURES,
     repro_prepare=REPRO_PREPARE,
+    sampled=False,
 )
