@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from . import repro
 from .evidence import Evidence
 from .expected import adapted_state, input_size_for
 from .oracle import OUTPUT_RTOL, compare_outputs, diff_state
@@ -251,11 +252,7 @@ SIGNATURES: tuple[Signature, ...] = (
 # Repro PREPARE for adapted loads (LoadingPath.repro_prepare): the plain source is saved and loaded with
 # the override, and the loaded model is held to `adapted_state` of the checkpoint, as `judge_adapted` does.
 # CHECKPOINT is replaced per path by the expression giving the checkpoint in timm's layout.
-_ADAPTED_PREPARE = '''
-spec = {spec!r}
-torch.manual_seed(spec["seed"])
-source = timm.create_model(spec["name"], pretrained=False, **spec["source_kwargs"]).eval()
-perturb_(source, spec["seed"])
+_ADAPTED_PREPARE = repro.BUILD_SOURCE + '''
 loaded = {roundtrip}(source, tempfile.mkdtemp(), spec)  # an exception here is the failure
 kwargs = loaded["kwargs"]
 torch.manual_seed(spec["seed"])

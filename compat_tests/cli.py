@@ -132,7 +132,7 @@ def _generate_repro(scenario_id: str, override_kwargs: dict | None) -> str:
             built = timm.create_model(model, pretrained=False, **kwargs)
     except Exception:
         built = timm.create_model(model, pretrained=False, **kwargs)
-    spec = {"name": model, "kwargs": dict(override_kwargs), "seed": DEFAULT_SEED}
+    spec = {"name": model, "kwargs": dict(override_kwargs), "seed": DEFAULT_SEED, "source_kwargs": kwargs}
     return repro.script(scenario_id, path, spec, _input_candidates(built, kwargs)[0], installed())
 
 

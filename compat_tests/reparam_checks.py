@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from . import repro
 from .evidence import Evidence, from_exception
 from .oracle import OUTPUT_RTOL, compare_outputs, diff_state
 from .reparameterizable import called_none_attribute, is_reparameterizable, none_attributes, reparam_sites
@@ -171,17 +172,12 @@ def _exports(forward: Callable[[torch.Tensor], Any], x: torch.Tensor) -> bool | 
 # which it trivially meets.
 
 
-def repro_prepare(check: str, drop_kwargs: tuple[str, ...] = ()) -> str:
+def repro_prepare(check: str) -> str:
     """A repro.PREPARE replacement (a str.format template) that ends in `check(source, loaded, x, reference)`."""
-    source_kwargs = '{{k: v for k, v in spec["kwargs"].items() if k not in ' + repr(drop_kwargs) + '}}'
-    return _PREPARE.replace("<SOURCE_KWARGS>", source_kwargs).replace("<CHECK>", check)
+    return _PREPARE.replace("<CHECK>", check)
 
 
-_PREPARE = '''
-spec = {spec!r}
-torch.manual_seed(spec["seed"])
-source = timm.create_model(spec["name"], pretrained=False, **<SOURCE_KWARGS>).eval()
-perturb_(source, spec["seed"])
+_PREPARE = repro.BUILD_SOURCE + '''
 x = make_input({input_size!r}, spec["seed"], {batch})
 with torch.no_grad():
     reference = source(x)

@@ -11,13 +11,16 @@ from .oracle import OUTPUT_RTOL, compare_outputs, diff_state
 from .paths.base import LoadingPath
 from .source import BATCH, make_input, perturb_
 
-# Builds the source, saves and loads it; leaves `x`, `reference`, `expected_state` and `loaded` behind.
-# A path whose cells start from something else (a stored artifact) supplies its own (LoadingPath.repro_prepare).
-PREPARE = '''
+# The seeded, perturbed source model exactly as the runner builds it: the start of every PREPARE template.
+BUILD_SOURCE = '''
 spec = {spec!r}
 torch.manual_seed(spec["seed"])
-source = timm.create_model(spec["name"], pretrained=False, **spec.get("source_kwargs", spec["kwargs"])).eval()
-perturb_(source, spec["seed"])
+source = timm.create_model(spec["name"], pretrained=False, **spec["source_kwargs"]).eval()
+perturb_(source, spec["seed"])'''
+
+# Builds the source, saves and loads it; leaves `x`, `reference`, `expected_state` and `loaded` behind.
+# A path whose cells start from something else (a stored artifact) supplies its own (LoadingPath.repro_prepare).
+PREPARE = BUILD_SOURCE + '''
 x = make_input({input_size!r}, spec["seed"], {batch})
 with torch.no_grad():
     reference = source(x)

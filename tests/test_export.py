@@ -98,7 +98,7 @@ def test_the_repro_of_a_failing_cell_fails_the_same_way_in_plain_python(tmp_path
         pytest.skip("this timm release scripts a fused RepGhost: the real failure this repro replays is fixed")
     source = cache.get(scenario.model, {})
     script = repro.script(scenario.id, all_paths()["export"], {"name": scenario.model, "kwargs": JIT.as_dict(),
-                                                               "seed": 0}, source.input_size, {})
+                                                               "seed": 0, "source_kwargs": {}}, source.input_size, {})
     (tmp_path / "repro.py").write_text(script)
     done = subprocess.run([sys.executable, "repro.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0

@@ -29,7 +29,7 @@ def run_script(tmp_path, text):
                           timeout=300)
 
 
-SPEC = {"name": "test_vit2", "kwargs": {}, "seed": 0}
+SPEC = {"name": "test_vit2", "kwargs": {}, "seed": 0, "source_kwargs": {}}
 
 
 def test_a_faithful_path_repro_says_ok(tmp_path):

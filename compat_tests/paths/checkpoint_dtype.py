@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from .. import repro
 from ..evidence import Evidence, from_exception
 from ..oracle import OUTPUT_RTOL, compare_outputs, diff_state
 from ..scenario import Override
@@ -103,11 +104,7 @@ def judge_checkpoint_dtype(source: SourceModel, loaded: dict[str, Any]) -> Evide
 
 
 # The repro's expectation is the upcast source, not the source itself.
-REPRO_PREPARE = '''
-spec = {spec!r}
-torch.manual_seed(spec["seed"])
-source = timm.create_model(spec["name"], pretrained=False, **spec["source_kwargs"]).eval()
-perturb_(source, spec["seed"])
+REPRO_PREPARE = repro.BUILD_SOURCE + '''
 loaded = {roundtrip}(source, tempfile.mkdtemp(), spec)  # an exception here is the failure
 expected_state = upcast_state(source, getattr(torch, spec["kwargs"]["checkpoint_dtype"]))
 source.load_state_dict(expected_state)

@@ -129,7 +129,7 @@ PATH = LoadingPath(
     overrides=export_overrides,
     source_kwargs=_source_kwargs,
     judge=judge_export,
-    repro_prepare=repro_prepare('export_check', ('exporter',)),
+    repro_prepare=repro_prepare('export_check'),
     signatures=(NONE_MODULE_CALLED, *(s for e in EXPORTERS for s in export_signatures(e))),
     # Three exporters for every model cost more than the rest of the smoke tier: opt in with --paths.
     default=False,
