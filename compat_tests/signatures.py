@@ -155,11 +155,13 @@ def _timeout(ev: Evidence) -> str | None:
 
 def _gamma_renamed(ev: Evidence) -> str | None:
     unexpected = set(ev.unexpected_keys)
+    # transformers <= 4.48 replaced the substring anywhere in a key: ls1.gamma, but also cait's gamma_1
+    # and xcit's gamma1 (-> weight_1, weight1).
     pairs = [
-        (k, k[: -len(old)] + new)
+        (k, k.replace(old.strip("."), new.strip(".")))
         for k in ev.missing_keys
         for old, new in LEGACY_RENAMES
-        if k.endswith(old) and k[: -len(old)] + new in unexpected
+        if old.strip(".") in k and k.replace(old.strip("."), new.strip(".")) in unexpected
     ]
     if not pairs:
         return None

@@ -151,3 +151,16 @@ def test_judging_does_not_change_the_source(byob):
     judge(byob, load_into_fresh(byob, saved(byob)))
     after = byob.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_the_legacy_rename_anywhere_in_a_key_is_named():
+    """cait's `gamma_1` became `weight_1` under transformers <= 4.48: a substring rename, not a suffix."""
+    import timm
+
+    with torch.device("meta"):  # key sets only: nothing allocated
+        model = timm.create_model("cait_xxs24_224")
+    state = {k.replace("gamma", "weight"): v for k, v in model.state_dict().items()}
+    with pytest.raises(RuntimeError) as raised:
+        model.load_state_dict(state, strict=True, assign=True)
+    name, message = classify(from_exception(raised.value))
+    assert name == "layerscale-gamma-renamed" and "blocks.0.gamma_1 -> blocks.0.weight_1" in message

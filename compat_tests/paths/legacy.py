@@ -18,7 +18,7 @@ from ..legacy_signatures import LEGACY_SIGNATURES
 from ..oracle import OUTPUT_RTOL, compare_outputs, diff_state
 from ..scenario import Override
 from ..source import SourceModel, make_input
-from ..versions import installed
+from ..versions import installed, missing
 from .base import LoadingPath
 
 ORDER = 120
@@ -118,6 +118,13 @@ def legacy_source_kwargs(override: Override) -> dict[str, Any]:
     return _find(override).kwargs
 
 
+def legacy_applies(model: str, override: Override) -> str | None:
+    """transformers folders need TimmWrapper (4.48+) on the reading side; older releases cannot read them."""
+    if _find(override).kind == "hf_pretrained":
+        return missing("transformers", "4.48", "reading a TimmWrapper save_pretrained folder")
+    return None
+
+
 def _requires() -> str | None:
     return None if manifest.load() else f"no legacy fixtures ({manifest.MANIFEST} is absent)"
 
@@ -178,6 +185,7 @@ PATH = LoadingPath(
     roundtrip=legacy_roundtrip,
     requires=_requires,
     overrides=legacy_overrides,
+    applies=legacy_applies,
     source_kwargs=legacy_source_kwargs,
     judge=legacy_judge,
     signatures=LEGACY_SIGNATURES,
