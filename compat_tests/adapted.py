@@ -11,7 +11,7 @@ import torch
 from . import repro
 from .evidence import Evidence
 from .expected import adapted_state, input_size_for
-from .oracle import OUTPUT_RTOL, compare_outputs, diff_state
+from .oracle import OUTPUT_RTOL, compare_outputs, diff_state, nonpersistent_buffers
 from .scenario import BASE, Override
 from .signatures import Signature
 from .source import SourceModel, make_input
@@ -124,11 +124,6 @@ def skipped_overrides(name: str) -> dict[str, str]:
     return {o.name: reason for o, reason in candidate_overrides(name) if reason is not None}
 
 
-def _nonpersistent(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    saved = module.state_dict().keys()
-    return {k: b for k, b in module.named_buffers() if k not in saved}
-
-
 def judge_adapted(source: SourceModel, loaded: dict[str, Any]) -> Evidence:
     """Hold a load to `adapted_state`: untouched tensors bit-equal, adapted ones equal timm's helpers'
     result, a changed head dropped (and nothing else), outputs equal a normal build holding the
@@ -156,8 +151,8 @@ def judge_adapted(source: SourceModel, loaded: dict[str, Any]) -> Evidence:
     kept = [k for k in fresh if k in actual and k in src_state and actual[k].shape == src_state[k].shape
             and torch.equal(actual[k].detach().cpu(), src_state[k])]
     evidence.extra = {"adapted": adapted, "fresh": fresh, "classifier_kept": kept, "override": kwargs}
-    ref_buffers = _nonpersistent(reference)
-    rebuilt = diff_state(ref_buffers, _nonpersistent(module))
+    ref_buffers = nonpersistent_buffers(reference)
+    rebuilt = diff_state(ref_buffers, nonpersistent_buffers(module))
     evidence.buffer_mismatches = [k for k, *_ in rebuilt["shape"] + rebuilt["values"]]
     if evidence.missing_keys or evidence.shape_mismatches:
         return evidence  # the reference below could not hold the expected weights

@@ -61,8 +61,10 @@ def compare_outputs(reference, output, rtol=1e-5):
     return result
 
 
-def _nonpersistent_buffers(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    saved = module.state_dict().keys()
+def nonpersistent_buffers(module: torch.nn.Module, saved: dict[str, torch.Tensor] | None = None
+                          ) -> dict[str, torch.Tensor]:
+    """Buffers the model computes itself and never saves; `saved` is its state_dict, when already at hand."""
+    saved = module.state_dict() if saved is None else saved
     return {k: b for k, b in module.named_buffers() if k not in saved}
 
 
@@ -73,7 +75,8 @@ def _reported(loaded: dict[str, Any], key: str) -> list[str]:
 def judge(source: SourceModel, loaded: dict[str, Any]) -> Evidence:
     """Evidence for a completed load. `loaded` is what a path's roundtrip returned."""
     module: torch.nn.Module = loaded["model"]
-    report = diff_state(source.model.state_dict(), module.state_dict())
+    expected, actual = source.model.state_dict(), module.state_dict()
+    report = diff_state(expected, actual)
     evidence = Evidence(
         missing_keys=sorted(set(report["missing"]) | set(_reported(loaded, "missing_keys"))),
         unexpected_keys=sorted(set(report["unexpected"]) | set(_reported(loaded, "unexpected_keys"))),
@@ -81,13 +84,12 @@ def judge(source: SourceModel, loaded: dict[str, Any]) -> Evidence:
         dtype_mismatches=report["dtype"],
         value_mismatches=report["values"],
     )
-    actual = module.state_dict()
     evidence.at_init = [
         key for key, _ in report["values"]
         if key in source.constant_inits and torch.equal(actual[key].detach().cpu(), source.constant_inits[key])
     ]
     # Checked before the loaded model's first forward, which may legitimately refresh such caches.
-    rebuilt = diff_state(_nonpersistent_buffers(source.model), _nonpersistent_buffers(module))
+    rebuilt = diff_state(nonpersistent_buffers(source.model, expected), nonpersistent_buffers(module, actual))
     evidence.buffer_mismatches = [k for k, *_ in rebuilt["shape"] + rebuilt["values"]]
     forward = loaded.get("forward") or module
     module.eval()

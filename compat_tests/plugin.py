@@ -190,26 +190,29 @@ def _plan(config: pytest.Config) -> Plan:
     import timm
 
     max_params = config.getoption("max_params")
+    counts = _ParamCounts(config)
     selection = select(
         timm.list_models(),
         models=config.getoption("models"),
         exclude=config.getoption("exclude"),
         tier=config.getoption("tier"),
         max_params=parse_count(max_params) if max_params is not None else None,
-        count=_cached_counter(config),
+        count=counts,
     )
+    counts.save()
     paths = all_paths()
     plan = Plan()
     # A default run (no --paths) is a smoke run: each override axis is sampled, rotating across the
     # models so the tier still covers every override; naming a path runs its whole grid.
     sample = not config.getoption("paths")
+    chosen = _selected_paths(config)
     for index, model in enumerate(selection.models):
-        for name in _selected_paths(config):
+        for name in chosen:
             overrides = paths[name].overrides(model)
             if sample and paths[name].sampled:
                 overrides = sample_overrides(overrides, index)
             plan.scenarios += [Scenario(model, name, o) for o in overrides]
-    if config.getoption("explore") and "pretrained_file" in _selected_paths(config):
+    if config.getoption("explore") and "pretrained_file" in chosen:
         plan.scenarios += _explored(selection.models, config.getoption("explore"))
     # Bad or inapplicable input is still a recorded cell, so the report shows it.
     plan.scenarios += [Scenario(pattern, "create_model") for pattern in selection.unknown]
@@ -243,22 +246,27 @@ def _explored(models: list[str], n: int) -> list[Scenario]:
     return found
 
 
-def _cached_counter(config: pytest.Config):
-    """Parameter counts are costly for the whole registry: keep them in pytest's cache per timm release."""
-    from .selection import count_params_meta
+class _ParamCounts:
+    """Parameter counts are costly for the whole registry: kept in pytest's cache per timm release, and
+    written back once after selection rather than once per model."""
 
-    key = f"timm-compat/param-counts/{installed()['timm']}"
-    cache = getattr(config, "cache", None)
-    counts: dict[str, int | None] = dict(cache.get(key, {}) if cache else {})
+    def __init__(self, config: pytest.Config) -> None:
+        self.cache = getattr(config, "cache", None)
+        self.key = f"timm-compat/param-counts/{installed()['timm']}"
+        self.counts: dict[str, int | None] = dict(self.cache.get(self.key, {}) if self.cache else {})
+        self.added = False
 
-    def count(name: str) -> int | None:
-        if name not in counts:
-            counts[name] = count_params_meta(name)
-            if cache:
-                cache.set(key, counts)
-        return counts[name]
+    def __call__(self, name: str) -> int | None:
+        from .selection import count_params_meta
 
-    return count
+        if name not in self.counts:
+            self.counts[name] = count_params_meta(name)
+            self.added = True
+        return self.counts[name]
+
+    def save(self) -> None:
+        if self.cache and self.added:
+            self.cache.set(self.key, self.counts)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -267,11 +275,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     run_id, finished = last_run(report_path(config))
     if run_id != config.stash.get(_RUN_ID, None):
         return
-    done = [i for i in items if getattr(getattr(i, "callspec", None), "params", {}).get("scenario") is not None
-            and i.callspec.params["scenario"].id in finished]
+    keep, done = [], []
+    for item in items:
+        scenario = getattr(getattr(item, "callspec", None), "params", {}).get("scenario")
+        (done if scenario is not None and scenario.id in finished else keep).append(item)
     if done:
         config.hook.pytest_deselected(items=done)
-        items[:] = [i for i in items if i not in done]
+        items[:] = keep
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -36,7 +36,7 @@ import torch
 
 from . import repro
 from .evidence import Evidence, from_exception
-from .oracle import OUTPUT_RTOL, compare_outputs, diff_state
+from .oracle import OUTPUT_RTOL, compare_outputs, diff_state, nonpersistent_buffers
 from .reparameterizable import called_none_attribute, is_reparameterizable, none_attributes, reparam_sites
 from .source import SourceModel
 
@@ -81,15 +81,10 @@ def judge_reparam(source: SourceModel, loaded: dict[str, Any]) -> Evidence:
     return evidence
 
 
-def _nonpersistent(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    saved = module.state_dict().keys()
-    return {k: b for k, b in module.named_buffers() if k not in saved}
-
-
 def _judge_restored(source: SourceModel, fused: torch.nn.Module, restored: torch.nn.Module, expected: torch.Tensor,
                     extra: dict[str, Any]) -> Evidence:
     report = diff_state(fused.state_dict(), restored.state_dict())
-    rebuilt = diff_state(_nonpersistent(fused), _nonpersistent(restored))
+    rebuilt = diff_state(nonpersistent_buffers(fused), nonpersistent_buffers(restored))
     evidence = Evidence(
         missing_keys=report["missing"], unexpected_keys=report["unexpected"], shape_mismatches=report["shape"],
         dtype_mismatches=report["dtype"], value_mismatches=report["values"],

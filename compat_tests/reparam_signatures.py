@@ -96,8 +96,3 @@ def export_signatures(exporter: str) -> tuple[Signature, ...]:
 
 # Ordered for the fused-model paths: a None call explains every later symptom.
 REPARAM_SIGNATURES: tuple[Signature, ...] = (NONE_MODULE_CALLED, REPARAM_OUTPUT_DRIFT)
-
-
-def is_limitation(signature: str) -> bool:
-    """Signatures that name a tool's limit, not a loading failure: reported apart from real failures."""
-    return signature.startswith("export-unsupported:")

@@ -91,7 +91,7 @@ def _conclude(result: Result, evidence: Evidence, path, spec: dict, input_size: 
     result.status = "failed"
     result.signature, result.message = signatures.classify(evidence, path.signatures)
     result.repro = repro.script(result.id, path, spec, input_size, result.versions)
-    if any(s.limitation and s.name == result.signature for s in (*path.signatures, *signatures.REGISTRY)):
+    if signatures.is_limitation(result.signature, path.signatures):
         # An exporter that cannot handle the architecture at all: reported, but not a loading failure.
         result.status = "skipped"
         result.message = f"limitation, not a loading failure: {result.message}"

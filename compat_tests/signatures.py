@@ -282,6 +282,11 @@ REGISTRY: tuple[Signature, ...] = (
 BY_NAME = {s.name: s for s in REGISTRY}
 
 
+def is_limitation(name: str, first: tuple[Signature, ...] = ()) -> bool:
+    """Whether `name` is a tool's known limit (Signature.limitation), not a loading failure."""
+    return any(s.limitation and s.name == name for s in (*first, *REGISTRY))
+
+
 def classify(ev: Evidence, first: tuple[Signature, ...] = ()) -> tuple[str, str]:
     """(signature, one-line message) for failing evidence; `first` (a path's own signatures) win."""
     for signature in (*first, *REGISTRY):
