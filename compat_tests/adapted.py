@@ -11,6 +11,7 @@ import torch
 from . import repro
 from .evidence import Evidence
 from .expected import adapted_state, input_size_for
+from .meta import MetaShapes, meta_model
 from .oracle import OUTPUT_RTOL, compare_outputs, diff_state, nonpersistent_buffers
 from .scenario import BASE, Override
 from .signatures import Signature
@@ -23,7 +24,7 @@ def _probe(name: str, kwargs: tuple[tuple[str, Any], ...]) -> str | None:
     import timm
 
     try:
-        with torch.device("meta"):
+        with MetaShapes():
             timm.create_model(name, pretrained=False, **dict(kwargs))
     except Exception as e:  # whatever timm raises is the architecture saying no
         return f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
@@ -32,10 +33,8 @@ def _probe(name: str, kwargs: tuple[tuple[str, Any], ...]) -> str | None:
 
 @cache
 def _facts(name: str) -> dict[str, Any]:
-    import timm
 
-    with torch.device("meta"):
-        model = timm.create_model(name, pretrained=False)
+    model = meta_model(name)
     cfg = dict(getattr(model, "pretrained_cfg", None) or {})
     patch = getattr(getattr(getattr(model, "patch_embed", None), "proj", None), "kernel_size", None)
     return {

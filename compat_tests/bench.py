@@ -1,9 +1,11 @@
-"""`python -m compat_tests.bench`: how fast and how lean the numeric matrix is, against its goals.
+"""`python -m compat_tests.bench`: how fast and how lean the matrix is, against its goals.
 
 For a fixed sample of the registry it times a bare `create_model` + forward of each model, then every
 core path's cell for it, in this one process (one "worker"), and reports scenarios per second, the
 per-cell cost relative to the bare build, and peak RSS against 3x the largest model's fp32 size plus
-1.5 GB. Figures go to stdout and to a JSON file; nothing here asserts a timing.
+1.5 GB. It then times the structural tier over the whole registry (goal: under 3 minutes) and reports
+the full numeric tier's wall time and what its parameter budget skipped (measured with --full, else the
+last measurement, dated). Figures go to stdout and to a JSON file; nothing here asserts a timing.
 """
 
 from __future__ import annotations
@@ -94,10 +96,18 @@ def run(models: tuple[str, ...], paths: tuple[str, ...]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import bench_tiers
+
     parser = argparse.ArgumentParser(prog="python -m compat_tests.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(SAMPLE), help="comma-separated model names (default: the sample)")
     parser.add_argument("--paths", default=",".join(CORE_PATHS), help="comma-separated loading paths")
     parser.add_argument("--output", default="reports/bench.json", help="where the figures are written")
+    parser.add_argument("--no-structural", action="store_true", help="do not time the structural tier")
+    parser.add_argument("--full", action="store_true",
+                        help=f"also run the full numeric tier (--max-params {bench_tiers.FULL_MAX_PARAMS}); "
+                             "about an hour on two cores")
+    parser.add_argument("--full-max-params", default=bench_tiers.FULL_MAX_PARAMS,
+                        help="parameter budget of the --full run")
     args = parser.parse_args(argv)
     import timm
 
@@ -106,20 +116,50 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"bench: unknown model(s) {', '.join(unknown)}", file=sys.stderr)
         return 2
+    out = Path(args.output)
+    reports = out.parent / "bench-runs"
     print(f"bench: {len(models)} models x {len(args.paths.split(','))} paths, one worker, one thread")
     figures = run(models, tuple(p for p in args.paths.split(",") if p))
-    ok_cell = figures["per_cell_vs_bare_worst"] <= figures["per_cell_vs_bare_goal"]
-    ok_rss = figures["peak_rss_mb"] <= figures["peak_rss_goal_mb"]
-    print(f"scenarios/s          {figures['scenarios_per_s']}")
-    print(f"per cell vs bare     {figures['per_cell_vs_bare_worst']}x (goal <= {figures['per_cell_vs_bare_goal']}x)"
-          f" {'met' if ok_cell else 'NOT met'}")
-    print(f"peak RSS             {figures['peak_rss_mb']} MB (goal <= {figures['peak_rss_goal_mb']} MB)"
-          f" {'met' if ok_rss else 'NOT met'}")
-    out = Path(args.output)
+    if not args.no_structural:
+        print("bench: the structural tier over the whole registry, two workers")
+        figures["structural_tier"] = bench_tiers.structural(reports / "structural")
+    if args.full:
+        print("bench: the full numeric tier, two workers")
+        figures["full_tier"] = bench_tiers.full(reports / "full", args.full_max_params)
+    elif (earlier := bench_tiers.previous(out, "full_tier")) is not None:
+        figures["full_tier"] = earlier
+    for line in render(figures):
+        print(line)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2))
     print(f"figures written to {out}")
     return 0
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def render(figures: dict) -> list[str]:
+    """The figures beside their goals, one line each."""
+    lines = [
+        f"scenarios/s          {figures['scenarios_per_s']} (numeric sample, one worker)",
+        f"per cell vs bare     {figures['per_cell_vs_bare_worst']}x (goal <= {figures['per_cell_vs_bare_goal']}x) "
+        f"{_met(figures['per_cell_vs_bare_worst'] <= figures['per_cell_vs_bare_goal'])}",
+        f"peak RSS             {figures['peak_rss_mb']} MB (goal <= {figures['peak_rss_goal_mb']} MB) "
+        f"{_met(figures['peak_rss_mb'] <= figures['peak_rss_goal_mb'])}",
+    ]
+    if st := figures.get("structural_tier"):
+        lines.append(f"structural tier      {st['wall_s']:.0f} s for {st['models']} models, {st['cells']} cells "
+                     f"{st['statuses']} (goal < {st['goal_s']:.0f} s) {_met(st['wall_s'] < st['goal_s'])}")
+    if full := figures.get("full_tier"):
+        lines.append(f"full numeric tier    {full['wall_s'] / 60:.1f} min for {full['models']} models, {full['cells']} "
+                     f"cells {full['statuses']}; --max-params {full['max_params']} skipped "
+                     f"{full['skipped_by_param_budget']} models (measured {full['measured_at']}; "
+                     f"exit {full['exit_code']})")
+    else:
+        lines.append("full numeric tier    not measured yet: run with --full (about an hour)")
+    return lines
 
 
 if __name__ == "__main__":

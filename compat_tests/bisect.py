@@ -19,6 +19,8 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
+from .scenario import parse_id
+
 REPO = Path(__file__).resolve().parent.parent
 Outcome = tuple[str, str]  # (status, signature)
 # Bisect compares what the library did, not what the known-failures baseline thinks of it.
@@ -62,12 +64,13 @@ def probe(scenario_id: str, package: str, version: Version, workdir: Path) -> Ou
         if pip.returncode:
             raise BisectError(f"pip could not install {package}=={version}: {pip.stderr.strip()[-300:]}")
     reports = workdir / f"report-{package}-{version}"
-    model = scenario_id.split("-")[0]
-    path = scenario_id.split("-")[1] if scenario_id.count("-") >= 2 else "create_model"
+    parsed = parse_id(scenario_id)
+    model, path = (parsed.model, parsed.path) if parsed else (scenario_id.split("-")[0], "create_model")
+    tier = ["--tier", "structural"] if parsed and parsed.meta else []
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")]),
            "HF_HUB_OFFLINE": "1"}
     subprocess.run([sys.executable, "-m", "pytest", str(REPO / "compat_tests"), "-q", "-p", "no:cacheprovider",
-                    "--models", model, "--paths", path, "--report-dir", str(reports), "-k", scenario_id],
+                    "--models", model, "--paths", path, *tier, "--report-dir", str(reports), "-k", scenario_id],
                    cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
     report = reports / "compat-report.jsonl"
     for line in report.read_text().splitlines() if report.exists() else []:

@@ -17,6 +17,7 @@ from pathlib import Path
 from . import known_failures, report_io, report_markdown
 from .report_io import ReportError
 from .results import REPORT_NAME, Result
+from .scenario import parse_id
 
 BAD_INPUT = 2
 
@@ -102,10 +103,11 @@ def _generate_repro(scenario_id: str, override_kwargs: dict | None) -> str:
     """A repro for a scenario the report holds none for (it passed, or there is no report)."""
     from .paths import all_paths
 
-    parts = scenario_id.split("-")
-    if len(parts) != 3:
-        raise CliError(f"{scenario_id!r} is not a scenario id (model-path-override, e.g. resnet18-state_dict-base)")
-    model, path_name, override = parts
+    parsed = parse_id(scenario_id)
+    if parsed is None:
+        raise CliError(f"{scenario_id!r} is not a scenario id (model-path-override, e.g. resnet18-state_dict-base, "
+                       "with '@meta' for a structural cell)")
+    model, path_name, override = parsed.model, parsed.path, parsed.override
     paths = all_paths()
     if path_name not in paths:
         raise CliError(f"unknown loading path {path_name!r} in {scenario_id!r}; known: {', '.join(paths)}")
@@ -133,7 +135,7 @@ def _generate_repro(scenario_id: str, override_kwargs: dict | None) -> str:
     except Exception:
         built = timm.create_model(model, pretrained=False, **kwargs)
     spec = {"name": model, "kwargs": dict(override_kwargs), "seed": DEFAULT_SEED, "source_kwargs": kwargs}
-    return repro.script(scenario_id, path, spec, _input_candidates(built, kwargs)[0], installed())
+    return repro.script(scenario_id, path, spec, _input_candidates(built, kwargs)[0], installed(), meta=parsed.meta)
 
 
 def cmd_repro(args: argparse.Namespace) -> int:

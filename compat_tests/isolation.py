@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from . import results
+from .scenario import parse_id
 from .versions import installed
 
 
@@ -45,14 +46,17 @@ def _crash_safe_loadgroup():
 
 
 def scenario_id_from_nodeid(nodeid: str) -> str:
-    """'compat_tests/test_matrix.py::test_scenario[m-p-o@m]' -> 'm-p-o' (xdist adds the '@group')."""
-    inside = nodeid.partition("[")[2].rstrip("]")
-    return inside.split("@", 1)[0]
+    """'compat_tests/test_matrix.py::test_scenario[m-p-o@m]' -> 'm-p-o' (xdist adds '@group', the model's
+    name; a structural id keeps its own '@meta')."""
+    inside = nodeid.partition("[")[2].removesuffix("]")
+    group = "@" + inside.split("-", 1)[0]
+    return inside.removesuffix(group) if inside.endswith(group) else inside
 
 
 def _record(report_path: Path, run_id: str, scenario_id: str, *, returncode: int | None = None,
             timeout_s: float | None = None, output_tail: str = "") -> None:
-    model, path, override = (scenario_id.split("-", 2) + ["", "", ""])[:3]
+    parsed = parse_id(scenario_id)
+    model, path, override = (parsed.model, parsed.path, parsed.override) if parsed else (scenario_id, "", "")
     result = results.Result(id=scenario_id, model=model, path=path, override=override, status="failed",
                             versions=installed(), run_id=run_id)
     # Evidence in the shape the `crash`/`timeout` signatures read, so old reports re-classify alike.

@@ -45,6 +45,25 @@ def diff_state(expected, actual):
     return report
 
 
+def diff_structure(expected, actual, shapes=True):
+    """Compare two state dicts by keys, shapes (unless `shapes` is False) and dtypes: no values needed, so
+    it works on the meta device.
+
+    Standalone on purpose: structural repro scripts embed this function's source verbatim.
+    """
+    report = {"missing": [k for k in expected if k not in actual],
+              "unexpected": [k for k in actual if k not in expected], "shape": [], "dtype": []}
+    for key, want in expected.items():
+        got = actual.get(key)
+        if got is None:
+            continue
+        if shapes and tuple(want.shape) != tuple(got.shape):
+            report["shape"].append((key, list(want.shape), list(got.shape)))
+        elif want.dtype != got.dtype:
+            report["dtype"].append((key, str(want.dtype), str(got.dtype)))
+    return report
+
+
 def compare_outputs(reference, output, rtol=1e-5):
     """Shape and max abs error of `output` against `reference` (standalone; embedded in repros)."""
     import torch
@@ -70,6 +89,28 @@ def nonpersistent_buffers(module: torch.nn.Module, saved: dict[str, torch.Tensor
 
 def _reported(loaded: dict[str, Any], key: str) -> list[str]:
     return [str(k) for k in (loaded.get(key) or [])]
+
+
+def judge_structure(source: SourceModel, loaded: dict[str, Any]) -> Evidence:
+    """Evidence for a structural (meta-device) cell: keys, shapes and dtypes.
+
+    When the loaded model was built with an override the source was not (a checkpoint adapted on load),
+    its own build defines its keys and shapes and the loader's strict load has already checked them
+    against the checkpoint; what is left to compare is the dtypes and what the loader reported.
+    """
+    module: torch.nn.Module = loaded["model"]
+    overridden = dict(loaded.get("kwargs") or source.kwargs) != dict(source.kwargs)
+    expected, actual = source.model.state_dict(), module.state_dict()
+    if overridden:
+        expected = {k: v for k, v in expected.items() if k in actual}
+    report = diff_structure(expected, actual, shapes=not overridden)
+    return Evidence(
+        missing_keys=sorted(set(report["missing"]) | set(_reported(loaded, "missing_keys"))),
+        unexpected_keys=sorted(set(report["unexpected"] if not overridden else [])
+                               | set(_reported(loaded, "unexpected_keys"))),
+        shape_mismatches=report["shape"],
+        dtype_mismatches=report["dtype"],
+    )
 
 
 def judge(source: SourceModel, loaded: dict[str, Any]) -> Evidence:

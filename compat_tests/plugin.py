@@ -21,7 +21,7 @@ from . import known_failures, results, summary  # noqa: E402
 from .isolation import Isolation  # noqa: E402
 from .paths import all_paths  # noqa: E402
 from .resume import last_run  # noqa: E402
-from .scenario import Scenario, sample_overrides  # noqa: E402
+from .scenario import BASE, Scenario, sample_overrides  # noqa: E402
 from .selection import SelectionError, parse_count, select, split_globs  # noqa: E402
 from .session import MatrixSession, new_run_id, threads_per_worker  # noqa: E402
 from .sharding import ShardError, parse_shard, recorded_durations, select_shard  # noqa: E402
@@ -46,7 +46,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="comma-separated fnmatch globs over timm.list_models(), e.g. 'resnet*,vit_small_*'")
     group.addoption("--exclude", default=None, help="comma-separated globs of models to leave out")
     group.addoption("--tier", default="smoke", choices=TIERS,
-                    help="model list when --models is not given: smoke (curated, default) or full (registry)")
+                    help="model list when --models is not given: smoke (curated, default), full (registry) or "
+                         "structural (registry, meta device: keys/shapes/dtypes of the paths that can run there)")
     group.addoption("--max-params", default=None,
                     help="skip models with more parameters than this, e.g. 30M (counted on the meta device)")
     group.addoption("--paths", default=None, help="comma-separated loading paths (default: all)")
@@ -205,13 +206,24 @@ def _plan(config: pytest.Config) -> Plan:
     # A default run (no --paths) is a smoke run: each override axis is sampled, rotating across the
     # models so the tier still covers every override; naming a path runs its whole grid.
     sample = not config.getoption("paths")
+    structural = config.getoption("tier") == "structural"
     chosen = _selected_paths(config)
+    if structural and sample:
+        chosen = [name for name in chosen if paths[name].structural and paths[name].structural_default]
     for index, model in enumerate(selection.models):
         for name in chosen:
+            if structural and not paths[name].structural:
+                plan.scenarios.append(Scenario(model, name, BASE, meta=True))  # one cell saying why not
+                continue
+            if structural and sample:
+                # Few cells per path by default (its base, or a foreign path's first layout): every further
+                # cell builds the model again, and the whole registry has to fit in minutes.
+                plan.scenarios += [Scenario(model, name, o, meta=True) for o in paths[name].structural_cells(model)]
+                continue
             overrides = paths[name].overrides(model)
             if sample and paths[name].sampled:
                 overrides = sample_overrides(overrides, index)
-            plan.scenarios += [Scenario(model, name, o) for o in overrides]
+            plan.scenarios += [Scenario(model, name, o, meta=structural) for o in overrides]
     if config.getoption("explore") and "pretrained_file" in chosen:
         plan.scenarios += _explored(selection.models, config.getoption("explore"))
     # Bad or inapplicable input is still a recorded cell, so the report shows it.

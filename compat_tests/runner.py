@@ -3,6 +3,7 @@ failure: the library's exceptions become evidence; only the harness's own bugs a
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import tempfile
@@ -11,6 +12,8 @@ import traceback
 
 from . import repro, signatures, versions
 from .evidence import Evidence, from_exception
+from .meta import MetaShapes, meta_limitation
+from .oracle import judge_structure
 from .paths import all_paths
 from .results import Result
 from .scenario import Scenario
@@ -54,6 +57,10 @@ def _run(scenario: Scenario, cache: SourceCache, seed: int, result: Result) -> N
     if reason := _unknown_model(scenario.model):
         result.status, result.signature, result.message = "error", "unknown-model", reason
         return
+    if scenario.meta and not path.structural:
+        result.status = "skipped"
+        result.message = f"not applicable: {path.name} is not checked on the meta device (its loader needs tensor data)"
+        return
     if reason := path.requires() or path.applies(scenario.model, scenario.override):
         result.status, result.message = "skipped", f"not applicable: {reason}"
         return
@@ -62,8 +69,12 @@ def _run(scenario: Scenario, cache: SourceCache, seed: int, result: Result) -> N
     spec = {"name": scenario.model, "kwargs": scenario.override.as_dict(), "seed": seed,
             "source_kwargs": source_kwargs}
     try:
-        source = cache.get(scenario.model, source_kwargs, seed)
+        source = cache.get(scenario.model, source_kwargs, seed, meta=scenario.meta)
     except Exception as e:
+        if scenario.meta and (reason := meta_limitation(e)):
+            result.status = "skipped"
+            result.message = f"not checkable on the meta device: the build needs values: {reason}"
+            return
         evidence = from_exception(e)
         # The baseline cell owns the cause; every other cell of the model cannot run.
         result.status = "failed" if scenario.path == "create_model" else "error"
@@ -75,22 +86,27 @@ def _run(scenario: Scenario, cache: SourceCache, seed: int, result: Result) -> N
 
     with tempfile.TemporaryDirectory(prefix="timm-compat-", dir=_RAM_DIR) as workdir:
         try:
-            loaded = path.roundtrip(source.model, workdir, spec)
+            with MetaShapes() if scenario.meta else contextlib.nullcontext():
+                loaded = path.roundtrip(source.model, workdir, spec)
         except Exception as e:
+            if scenario.meta and (reason := meta_limitation(e)):
+                result.status, result.message = "skipped", f"not checkable on the meta device: {reason}"
+                return
             evidence = from_exception(e)
         else:
-            evidence = path.judge(source, loaded)
+            evidence = (judge_structure if scenario.meta else path.judge)(source, loaded)
             del loaded
-    _conclude(result, evidence, path, spec, source.input_size)
+    _conclude(result, evidence, path, spec, source.input_size, scenario.meta)
 
 
-def _conclude(result: Result, evidence: Evidence, path, spec: dict, input_size: tuple[int, ...]) -> None:
+def _conclude(result: Result, evidence: Evidence, path, spec: dict, input_size: tuple[int, ...],
+              meta: bool = False) -> None:
     result.evidence = evidence.to_json()
     if evidence.clean:
         return
     result.status = "failed"
     result.signature, result.message = signatures.classify(evidence, path.signatures)
-    result.repro = repro.script(result.id, path, spec, input_size, result.versions)
+    result.repro = repro.script(result.id, path, spec, input_size, result.versions, meta=meta)
     if signatures.is_limitation(result.signature, path.signatures):
         # An exporter that cannot handle the architecture at all: reported, but not a loading failure.
         result.status = "skipped"

@@ -43,10 +43,11 @@ def split_globs(text: str | None) -> list[str]:
 def count_params_meta(name: str) -> int | None:
     """Parameter count of `name` built on the meta device: no memory allocated. None if it can't be built so."""
     import timm
-    import torch
+
+    from .meta import MetaShapes
 
     try:
-        with torch.device("meta"):
+        with MetaShapes():
             model = timm.create_model(name, pretrained=False)
     except Exception:  # some constructors compute on real tensors; such models are never skipped for size
         return None

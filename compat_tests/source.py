@@ -31,8 +31,8 @@ def perturb_(model, seed=0):
 
     with torch.no_grad():
         for key, tensor in model.state_dict().items():
-            if not tensor.is_floating_point() or tensor.numel() == 0:
-                continue
+            if not tensor.is_floating_point() or tensor.numel() == 0 or tensor.is_meta:
+                continue  # meta tensors (structural cells) have no values to perturb
             gen = torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(key.encode()))
             noise = torch.randn(tensor.shape, generator=gen).to(tensor.dtype)
             spread = tensor.float().abs().mean().item()
@@ -57,7 +57,8 @@ class SourceModel:
     seed: int
     model: torch.nn.Module
     input_size: tuple[int, ...]
-    reference: torch.Tensor
+    # None for a structural (meta-device) source: it has no values to run.
+    reference: torch.Tensor | None
     # Tensors whose initialiser gives one constant value (ones, zeros, LayerScale's 1e-5), kept so
     # the oracle can tell "left at init" from any other mismatch.
     constant_inits: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -106,6 +107,18 @@ def build_source(name: str, kwargs: dict[str, Any] | None = None, seed: int = DE
     raise error
 
 
+def build_meta_source(name: str, kwargs: dict[str, Any] | None = None, seed: int = DEFAULT_SEED) -> SourceModel:
+    """The source of a structural cell: built on the meta device, no values, no forward."""
+    import timm
+
+    from .meta import MetaShapes
+
+    kwargs = dict(kwargs or {})
+    with MetaShapes():
+        model = timm.create_model(name, pretrained=False, **kwargs).eval()
+    return SourceModel(name, kwargs, seed, model, _input_candidates(model, kwargs)[0], None)
+
+
 class SourceCache:
     """Keeps the most recently built source models; cells of one model run back to back."""
 
@@ -113,13 +126,13 @@ class SourceCache:
         self._size = size
         self._items: OrderedDict[tuple, SourceModel | Exception] = OrderedDict()
 
-    def get(self, name: str, kwargs: dict[str, Any], seed: int = DEFAULT_SEED) -> SourceModel:
-        key = (name, tuple(sorted((k, repr(v)) for k, v in kwargs.items())), seed)
+    def get(self, name: str, kwargs: dict[str, Any], seed: int = DEFAULT_SEED, meta: bool = False) -> SourceModel:
+        key = (name, tuple(sorted((k, repr(v)) for k, v in kwargs.items())), seed, meta)
         if key not in self._items:
             while len(self._items) >= self._size:
                 self._items.popitem(last=False)
             try:
-                self._items[key] = build_source(name, kwargs, seed)
+                self._items[key] = (build_meta_source if meta else build_source)(name, kwargs, seed)
             except Exception as e:  # remembered, so every cell of a broken model fails fast
                 self._items[key] = e
         found = self._items[key]

@@ -31,7 +31,8 @@ SMOKE_FAMILIES: dict[str, tuple[str, ...]] = {
 }
 
 SMOKE: tuple[str, ...] = tuple(name for names in SMOKE_FAMILIES.values() for name in names)
-TIERS = ("smoke", "full")
+# structural: the whole registry on the meta device (keys, shapes, dtypes; no values).
+TIERS = ("smoke", "full", "structural")
 
 
 def family_of(model: str) -> str:

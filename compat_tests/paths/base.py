@@ -69,5 +69,14 @@ class LoadingPath:
     # Whether a default (smoke) run samples this path's overrides; a path whose overrides are distinct
     # inputs rather than an axis of variations (stored artifacts) runs them all.
     sampled: bool = True
+    # Whether the roundtrip also runs on the meta device, for the structural tier's key/shape/dtype checks
+    # (False for loaders that need tensor data: safetensors' bytes, transformers' from_pretrained).
+    structural: bool = False
+    # Whether a default structural run (no --paths) includes it; a path whose structure another covers
+    # (load_checkpoint runs pretrained_file's filter) opts out, since each cell builds the model again.
+    structural_default: bool = True
+    # The cells a default structural run gives this path for a model. Collection asks it of all 1,371
+    # architectures, so it must not build the model (the full override axis does).
+    structural_cells: Callable[[str], list[Override]] = base_only
     # Replaces repro.PREPARE (a str.format template) for cells that do not start from a built source.
     repro_prepare: str | None = None

@@ -20,5 +20,6 @@ PATH = LoadingPath(
     name="create_model",
     summary="timm.create_model(name) with the same seed, built and run again",
     roundtrip=create_model_roundtrip,
+    structural=True,
     helpers=(perturb_,),
 )

@@ -22,6 +22,7 @@ from ..foreign_layouts import (
     with_classifier,
     write_foreign,
 )
+from ..meta import meta_model
 from ..renames import KEY_LAYOUT_MISMATCH
 from ..scenario import Override
 from ..source import SourceModel
@@ -32,13 +33,29 @@ ORDER = 85
 
 
 @cache
-def _is_vit(name: str) -> bool:
-    import timm
-    import torch
+@cache
+def _vit_modules() -> frozenset[str]:
+    """timm model modules that can build a VisionTransformer at all (they hold the class or a subclass)."""
+    import sys
+
+    from timm.models import _registry
     from timm.models.vision_transformer import VisionTransformer
 
-    with torch.device("meta"):
-        return isinstance(timm.create_model(name, pretrained=False), VisionTransformer)
+    found = set()
+    for module_name in set(_registry._model_to_module.values()):
+        module = sys.modules.get(f"timm.models.{module_name}")
+        if module and any(isinstance(v, type) and issubclass(v, VisionTransformer) for v in vars(module).values()):
+            found.add(module_name)
+    return frozenset(found)
+
+
+@cache
+def _is_vit(name: str) -> bool:
+    from timm.models.vision_transformer import VisionTransformer
+
+    if _timm_module(name) not in _vit_modules():
+        return False  # no build needed: collection asks this of every selected model
+    return isinstance(meta_model(name), VisionTransformer)
 
 
 def _timm_module(name: str) -> str | None:
@@ -80,6 +97,8 @@ def foreign_overrides(name: str) -> list[Override]:
     No probing here (collection stays cheap): `foreign_applies` asks timm when the cell runs."""
     try:
         layouts = layouts_for(name)
+        if not layouts:
+            return []
         resizes = [o for o, _ in override_axis(name) if o.name.startswith(("patch_size_", "img_size_")) and o.kwargs]
     except Exception:  # a model timm cannot build: no foreign cells
         return []
@@ -91,6 +110,15 @@ def foreign_overrides(name: str) -> list[Override]:
             continue  # fails before any resize; one cell says so
         cells += [Override.of(f"{layout}_{o.name}", layout=layout, **implied, **o.as_dict()) for o in picked if o]
     return cells
+
+
+def first_layout(name: str) -> list[Override]:
+    """A default structural run's one foreign cell: the architecture's first layout, not resized."""
+    try:
+        layouts = layouts_for(name)
+    except Exception:  # a model timm cannot build: its create_model cell says why
+        return []
+    return [Override.of(layout, layout=layout, **implied) for layout, implied in layouts[:1]]
 
 
 def foreign_applies(name: str, override: Override) -> str | None:
@@ -141,6 +169,8 @@ PATH = LoadingPath(
     summary="a foreign-layout checkpoint (open_clip's own writer / documented key map) -> "
             "timm.create_model(pretrained=True, pretrained_cfg_overlay=dict(file=...))",
     roundtrip=foreign_roundtrip,
+    structural=True,
+    structural_cells=first_layout,
     helpers=(clip_key_map, internvit_key_map, rename_keys, timm_to_clip_visual, write_foreign, clip_visual_to_timm,
              foreign_to_timm, with_classifier, adapted_state),
     requires=lambda: missing("open_clip", "2.20", "open_clip's writers"),

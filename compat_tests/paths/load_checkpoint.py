@@ -57,6 +57,8 @@ PATH = LoadingPath(
     name="load_checkpoint",
     summary="torch.save(state_dict) -> timm.models.load_checkpoint(model, file, filter_fn=checkpoint_filter_fn)",
     roundtrip=load_checkpoint_roundtrip,
+    structural=True,
+    structural_default=False,
     helpers=(adapted_state,),
     overrides=load_checkpoint_overrides,
     applies=load_checkpoint_applies,

@@ -20,4 +20,5 @@ PATH = LoadingPath(
     name="pickle",
     summary="torch.save(model) -> torch.load(weights_only=False)",
     roundtrip=pickle_roundtrip,
+    structural=True,
 )

@@ -29,6 +29,7 @@ PATH = LoadingPath(
     name="pretrained_file",
     summary="torch.save(state_dict) -> timm.create_model(pretrained=True, pretrained_cfg_overlay=dict(file=...))",
     roundtrip=pretrained_file_roundtrip,
+    structural=True,
     helpers=(adapted_state,),
     overrides=axis_overrides,
     applies=override_reason,

@@ -23,4 +23,6 @@ PATH = LoadingPath(
     name="state_dict",
     summary="torch.save(state_dict) -> torch.load(weights_only=True) -> load_state_dict(strict=True)",
     roundtrip=state_dict_roundtrip,
+    structural=True,
+    structural_default=False,
 )

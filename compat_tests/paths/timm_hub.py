@@ -19,5 +19,6 @@ PATH = LoadingPath(
     name="timm_hub",
     summary="timm.models.save_for_hf -> timm.create_model('local-dir:' + dir, pretrained=True)",
     roundtrip=timm_hub_roundtrip,
+    structural=True,
     requires=lambda: missing(*LOCAL_DIR),
 )

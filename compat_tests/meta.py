@@ -1,0 +1,79 @@
+"""The meta device, made fast enough to build the whole registry, and the errors that mean "meta cannot
+check this" rather than "the load is broken".
+
+`torch.device("meta")` alone spends most of a build in weight initialisers (timm's `trunc_normal_` runs
+a Python-level meta decomposition per op, ~5 ms each). Values do not exist on meta, so value-only
+in-place ops whose other arguments are plain numbers are skipped: they can neither change a shape or
+dtype nor fail a shape check. Anything with a tensor argument (`copy_` in load_state_dict) still runs
+its meta kernel and so still raises on a size mismatch.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import torch
+from torch.utils._device import DeviceContext, _device_constructors
+
+_VALUE_ONLY = frozenset({
+    "uniform_", "normal_", "erfinv_", "mul_", "add_", "sub_", "div_", "clamp_", "clamp_min_", "clamp_max_",
+    "fill_", "zero_", "exp_", "log_", "sqrt_", "abs_", "neg_", "bernoulli_", "random_", "exponential_",
+    "log_normal_", "pow_", "reciprocal_",
+    # torch.nn.init's Python functions, dispatched whole when their tensor is meta
+    "trunc_normal_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_", "xavier_normal_", "constant_",
+    "ones_", "zeros_", "orthogonal_", "normal", "uniform",
+})
+
+
+def _tensor_free(values) -> bool:
+    return not any(isinstance(v, torch.Tensor) for v in values)
+
+
+class MetaShapes(DeviceContext):
+    """`with MetaShapes():` is `with torch.device("meta"):` minus the cost of initialising values."""
+
+    def __init__(self) -> None:
+        super().__init__("meta")
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if (args and isinstance(args[0], torch.Tensor) and args[0].is_meta
+                and getattr(func, "__name__", "") in _VALUE_ONLY
+                and _tensor_free(args[1:]) and _tensor_free(kwargs.values())):
+            return args[0]
+        if func in _device_constructors() and kwargs.get("device") is None:
+            kwargs["device"] = self.device
+        return func(*args, **kwargs)
+
+
+@lru_cache(maxsize=2)
+def meta_model(name: str) -> torch.nn.Module:
+    """`name` built on the meta device once per process, shared by the questions collection asks of a model
+    (override axis facts, reparameterizable sites, is it a ViT): planning the full tier must not build every
+    architecture once per question. Read it; never change it. Raises what timm raises."""
+    import timm
+
+    with MetaShapes():
+        return timm.create_model(name, pretrained=False)
+
+
+# What torch says when an operation needs data a meta tensor does not have.
+_META_LIMITS = (
+    re.compile(r"cannot be called on meta tensors", re.I),
+    re.compile(r"Cannot copy out of meta tensor", re.I),
+    re.compile(r"with arguments from the 'Meta' backend", re.I),
+    re.compile(r"is not on the expected device (meta|cpu)", re.I),
+    re.compile(r"meta device context manager", re.I),  # transformers' from_pretrained refuses to run on meta
+    re.compile(r"data-dependent|aten::_local_scalar_dense", re.I),
+    re.compile(r"on the meta device|meta tensors? (do|does) not", re.I),
+)
+
+
+def meta_limitation(error: BaseException) -> str | None:
+    """The reason, when `error` says meta tensors cannot do this (so the cell cannot be checked structurally)."""
+    text = f"{type(error).__name__}: {error}"
+    for pattern in _META_LIMITS:
+        if pattern.search(text):
+            return text.splitlines()[0][:300]
+    return None
