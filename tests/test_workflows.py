@@ -33,3 +33,9 @@ def test_nightly_is_scheduled_dispatchable_and_sharded():
     text = (WORKFLOWS / "nightly.yml").read_text()
     assert "schedule:" in text and "workflow_dispatch:" in text
     assert "--shard" in text and "source: [released, main]" in text
+
+
+def test_nightly_runs_the_structural_tier_into_the_merged_report():
+    text = (WORKFLOWS / "nightly.yml").read_text()
+    assert "--tier structural" in text and "reports-${{ matrix.source }}-structural" in text
+    assert "needs: [matrix, structural]" in text and "pattern: reports-${{ matrix.source }}-*" in text
