@@ -11,6 +11,10 @@ fails the run, so the baseline cannot quietly outlive the bug.
     reason = "TimmWrapper passes num_classes itself and again from config.json model_args"
     upstream = "not yet filed"        # or a URL
     expires = 2026-06-30               # optional TOML date
+    when = { transformers = ">=5" }    # optional: only under these releases (PEP 440 specifiers)
+
+`when` keeps an entry about one release line from excusing (or being "fixed" by) runs on another:
+each cell is judged against the versions it recorded, so an old report is re-judged correctly too.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ else:  # pragma: no cover - Python 3.10 has no tomllib; tomli is the same parser
 
 DEFAULT_FILE = Path(__file__).resolve().parent.parent / "fixtures" / "known_failures.toml"
 _REQUIRED = ("id", "signature", "reason", "upstream")
-_ALLOWED = (*_REQUIRED, "expires")
+_ALLOWED = (*_REQUIRED, "expires", "when")
 
 
 class KnownFailuresError(ValueError):
@@ -45,10 +49,28 @@ class KnownFailure:
     reason: str
     upstream: str
     expires: date | None = None
+    # package -> PEP 440 specifier set; the entry applies only where every installed version satisfies it.
+    when: tuple[tuple[str, str], ...] = ()
 
     @property
     def id(self) -> str:
         return ", ".join(self.ids)
+
+    def applies_to(self, versions: dict[str, str | None]) -> bool:
+        from packaging.specifiers import SpecifierSet
+        from packaging.version import InvalidVersion, Version
+
+        for package, spec in self.when:
+            installed = versions.get(package)
+            if not installed:
+                return False
+            try:
+                # A local build (+cu130) or a dev release from git main still belongs to its line.
+                if Version(installed.split("+")[0]) not in SpecifierSet(spec, prereleases=True):
+                    return False
+            except InvalidVersion:
+                return False
+        return True
 
     def expired(self, today: date) -> bool:
         return self.expires is not None and self.expires < today
@@ -64,6 +86,8 @@ class KnownFailure:
         record = {"id": self.id, "signature": self.signature, "reason": self.reason, "upstream": self.upstream}
         if self.expires:
             record["expires"] = self.expires.isoformat()
+        if self.when:
+            record["when"] = dict(self.when)
         return record
 
 
@@ -81,11 +105,13 @@ class Baseline:
     def expired(self) -> list[KnownFailure]:
         return [e for e in self.entries if e.expired(self.today)]
 
-    def expected(self, scenario_id: str, signature: str) -> KnownFailure | None:
-        return next((e for e in self.active if e.covers(scenario_id, signature)), None)
+    def expected(self, scenario_id: str, signature: str, versions: dict[str, str | None] | None = None
+                 ) -> KnownFailure | None:
+        return next((e for e in self.active
+                     if e.covers(scenario_id, signature) and e.applies_to(versions or {})), None)
 
-    def listed(self, scenario_id: str) -> KnownFailure | None:
-        return next((e for e in self.active if e.covers_id(scenario_id)), None)
+    def listed(self, scenario_id: str, versions: dict[str, str | None] | None = None) -> KnownFailure | None:
+        return next((e for e in self.active if e.covers_id(scenario_id) and e.applies_to(versions or {})), None)
 
     def apply(self, result: Result) -> Result:
         """Turn a recorded `failed` into `xfailed` and a `passed` into `xpassed` where an entry says so.
@@ -96,13 +122,14 @@ class Baseline:
         if result.status in ("xfailed", "xpassed"):
             result.status = "failed" if result.status == "xfailed" else "passed"
             result.known = {}
-        if result.status == "failed" and (entry := self.expected(result.id, result.signature)):
+        versions = result.versions
+        if result.status == "failed" and (entry := self.expected(result.id, result.signature, versions)):
             result.status, result.known = "xfailed", entry.as_record()
-        elif result.status == "failed" and (entry := self.listed(result.id)):
+        elif result.status == "failed" and (entry := self.listed(result.id, versions)):
             # Listed, but failing for another reason: a new failure, said so in the message.
             if "known failure is" not in result.message:
                 result.message += f" (the known failure is {entry.signature}, not this)"
-        elif result.status == "passed" and (entry := self.listed(result.id)):
+        elif result.status == "passed" and (entry := self.listed(result.id, versions)):
             result.status, result.known = "xpassed", entry.as_record()
         return result
 
@@ -126,7 +153,25 @@ def _entry(raw: Any, where: str) -> KnownFailure:
     if expires is not None and not isinstance(expires, date):
         raise KnownFailuresError(f"{where}: expires must be a TOML date like 2026-06-30, not {expires!r}")
     globs = tuple(i.strip() for i in ids)
-    return KnownFailure(globs, raw["signature"], raw["reason"].strip(), raw["upstream"].strip(), expires)
+    return KnownFailure(globs, raw["signature"], raw["reason"].strip(), raw["upstream"].strip(), expires,
+                        _when(raw.get("when"), where))
+
+
+def _when(raw: Any, where: str) -> tuple[tuple[str, str], ...]:
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict) or not raw or not all(isinstance(v, str) for v in raw.values()):
+        raise KnownFailuresError(f"{where}: when must be a table of package = \"specifier\", "
+                                 f"e.g. when = {{ transformers = \">=5\" }}, not {raw!r}")
+    for package, spec in raw.items():
+        try:
+            SpecifierSet(spec)
+        except InvalidSpecifier:
+            raise KnownFailuresError(f"{where}: when.{package} = {spec!r} is not a version specifier "
+                                     "like '>=5' or '>=1.0.31,<1.1'") from None
+    return tuple(sorted(raw.items()))
 
 
 def parse(text: str, source: str = "<string>", today: date | None = None) -> Baseline:

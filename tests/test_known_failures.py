@@ -154,3 +154,24 @@ def test_baseline_end_to_end(tmp_path, monkeypatch):
     proc, record, _ = matrix(tmp_path, expired, False, monkeypatch, "expired")
     assert proc.returncode == 1 and record["status"] == "passed"
     assert "EXPIRED known-failures entries" in proc.stdout
+
+
+def test_when_scopes_an_entry_to_the_releases_a_cell_recorded():
+    baseline = parse(ENTRY + 'when = { transformers = ">=5", timm = ">=1.0.20" }\n', today=TODAY)
+    new = {"timm": "1.0.31", "transformers": "5.23.0", "torch": "2.14.1+cu130"}
+    old = {"timm": "0.9.16", "transformers": "4.47.1"}
+    failing = result("failed", "layerscale-gamma-renamed")
+    assert baseline.apply(Result(**{**vars(failing), "versions": new})).status == "xfailed"
+    assert baseline.apply(Result(**{**vars(failing), "versions": old})).status == "failed"
+    # Under the old releases a pass says nothing about the entry: not xpassed.
+    assert baseline.apply(Result(**{**vars(result("passed")), "versions": old})).status == "passed"
+    main = {"timm": "1.0.32.dev0", "transformers": "5.24.0.dev0"}
+    assert baseline.apply(Result(**{**vars(failing), "versions": main})).status == "xfailed"
+    assert baseline.apply(failing).status == "failed", "no recorded versions: the scoped entry cannot apply"
+
+
+@pytest.mark.parametrize("when,message", [("'>=5'", "when must be a table"),
+                                          ("{timm='new'}", "not a version specifier")])
+def test_a_bad_when_is_a_clear_error(when, message):
+    with pytest.raises(KnownFailuresError, match=message):
+        parse(f"[[known]]\nid='x'\nsignature='s'\nreason='r'\nupstream='u'\nwhen={when}\n", "kf.toml")
