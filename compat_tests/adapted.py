@@ -93,6 +93,8 @@ def _fact_reasons(name: str) -> dict[str, str | None]:
 def override_reason(name: str, override: Override) -> str | None:
     """Why the architecture does not accept this override (a fact of the model, else what timm raises when
     the model is built with it on the meta device), or None. For `LoadingPath.applies`; cached."""
+    if not override.kwargs:
+        return None  # the plain load: no fact of the model can rule it out, and none need be built
     if override.name in _fact_reasons(name):
         reason = _fact_reasons(name)[override.name]
         if reason:

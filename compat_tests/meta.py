@@ -26,8 +26,9 @@ _VALUE_ONLY = frozenset({
 })
 
 
-def _tensor_free(values) -> bool:
-    return not any(isinstance(v, torch.Tensor) for v in values)
+def _only_touches(target: torch.Tensor, values) -> bool:
+    """No tensor among `values` but `target` itself (torch.nn.init passes it again as `tensor=`)."""
+    return not any(isinstance(v, torch.Tensor) and v is not target for v in values)
 
 
 class MetaShapes(DeviceContext):
@@ -38,10 +39,10 @@ class MetaShapes(DeviceContext):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if (args and isinstance(args[0], torch.Tensor) and args[0].is_meta
-                and getattr(func, "__name__", "") in _VALUE_ONLY
-                and _tensor_free(args[1:]) and _tensor_free(kwargs.values())):
-            return args[0]
+        target = args[0] if args else kwargs.get("tensor")
+        if (isinstance(target, torch.Tensor) and target.is_meta and getattr(func, "__name__", "") in _VALUE_ONLY
+                and _only_touches(target, args) and _only_touches(target, kwargs.values())):
+            return target
         if func in _device_constructors() and kwargs.get("device") is None:
             kwargs["device"] = self.device
         return func(*args, **kwargs)
