@@ -196,6 +196,8 @@ def parser() -> argparse.ArgumentParser:
     # Listed for --help; main() hands its arguments to bisect's own parser, which drives pip and pytest.
     sub.add_parser("bisect", add_help=False,
                    help="the first timm/transformers release at which one scenario's outcome changed")
+    sub.add_parser("bench", add_help=False,
+                   help="speed and memory against the goals (as tox -e bench; --full adds the full tier)")
     return p
 
 
@@ -205,10 +207,20 @@ def _bisect(argv: list[str]) -> int:
     return bisect.main(argv)
 
 
+def _bench(argv: list[str]) -> int:
+    from . import bench
+
+    return bench.main(argv)
+
+
+# Commands with their own argument parsers: main() hands them everything after their name.
+_DELEGATED = {"bisect": _bisect, "bench": _bench}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["bisect"]:
-        return _bisect(argv[1:])
+    if argv[:1] and argv[0] in _DELEGATED:
+        return _DELEGATED[argv[0]](argv[1:])
     args = parser().parse_args(argv)
     if args.command == "repro":
         args.report_given = args.report is not None

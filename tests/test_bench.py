@@ -23,3 +23,10 @@ def test_render_puts_each_figure_beside_its_goal():
     assert any("peak RSS" in line and line.endswith(" met") for line in lines)
     assert any("structural tier" in line and "NOT met" in line for line in lines)
     assert any("full numeric tier" in line and "--full" in line for line in lines)
+
+
+def test_timm_compat_bench_is_the_bench_and_refuses_unknown_models(capsys):
+    from compat_tests.cli import main
+
+    assert main(["bench", "--models", "resnet_18", "--no-structural"]) == 2
+    assert "unknown model(s) resnet_18" in capsys.readouterr().err
