@@ -11,7 +11,7 @@ import torch
 from . import repro
 from .evidence import Evidence
 from .expected import adapted_state, input_size_for
-from .meta import MetaShapes, meta_model
+from .meta import MetaShapes, meta_limitation, meta_model
 from .oracle import OUTPUT_RTOL, compare_outputs, diff_state, nonpersistent_buffers
 from .scenario import BASE, Override
 from .signatures import Signature
@@ -20,13 +20,22 @@ from .source import SourceModel, make_input
 
 @cache
 def _probe(name: str, kwargs: tuple[tuple[str, Any], ...]) -> str | None:
-    """Why the architecture rejects these kwargs (built on the meta device, nothing allocated), or None."""
+    """Why the architecture rejects these kwargs (built on the meta device, nothing allocated), or None.
+    A constructor that needs values (timm 0.9's .item() on drop-path rates) is asked again for real: the
+    meta device failing is not the architecture saying no."""
     import timm
 
     try:
         with MetaShapes():
             timm.create_model(name, pretrained=False, **dict(kwargs))
-    except Exception as e:  # whatever timm raises is the architecture saying no
+    except Exception as e:
+        if meta_limitation(e) is None:  # whatever else timm raises is the architecture saying no
+            return f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
+    else:
+        return None
+    try:
+        timm.create_model(name, pretrained=False, **dict(kwargs))
+    except Exception as e:
         return f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
     return None
 

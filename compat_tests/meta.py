@@ -50,13 +50,20 @@ class MetaShapes(DeviceContext):
 
 @lru_cache(maxsize=2)
 def meta_model(name: str) -> torch.nn.Module:
-    """`name` built on the meta device once per process, shared by the questions collection asks of a model
-    (override axis facts, reparameterizable sites, is it a ViT): planning the full tier must not build every
-    architecture once per question. Read it; never change it. Raises what timm raises."""
+    """`name` built once per process, shared by the questions collection asks of a model (override axis
+    facts, reparameterizable sites, is it a ViT): planning the full tier must not build every architecture
+    once per question. On the meta device where the constructor allows it; constructors that need values
+    (timm 0.9 computes drop-path rates with .item()) are built for real. Read it; never change it.
+    Raises what timm raises."""
     import timm
 
-    with MetaShapes():
-        return timm.create_model(name, pretrained=False)
+    try:
+        with MetaShapes():
+            return timm.create_model(name, pretrained=False)
+    except Exception as e:
+        if meta_limitation(e) is None:
+            raise
+    return timm.create_model(name, pretrained=False)
 
 
 # What torch says when an operation needs data a meta tensor does not have.

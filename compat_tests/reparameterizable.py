@@ -34,14 +34,9 @@ def reparam_sites(model: torch.nn.Module) -> list[str]:
 
 
 def _build_for_discovery(name: str) -> torch.nn.Module:
-    import timm
-
     from .meta import meta_model
 
-    try:
-        return meta_model(name)
-    except Exception:  # some constructors compute on real tensors; pay for a CPU build once
-        return timm.create_model(name, pretrained=False)
+    return meta_model(name)
 
 
 @cache

@@ -101,3 +101,25 @@ def test_structural_ids_survive_xdist_node_ids_and_the_repro_command():
     assert 'with torch.device("meta")' in script and "diff_structure" in script
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "OK: keys, shapes and dtypes survive" in done.stdout, done.stderr[-2000:]
+
+
+def test_a_constructor_that_needs_values_is_probed_for_real_not_called_inapplicable(monkeypatch):
+    # timm 0.9 computes drop-path rates with .item(), which meta tensors cannot give: put that back.
+    import timm
+
+    from compat_tests import adapted
+
+    real = timm.create_model
+
+    def needs_values(name, *args, **kwargs):
+        if torch.empty(0).device.type == "meta":
+            torch.linspace(0, 0.1, 4)[1].item()
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", needs_values)
+    adapted._probe.cache_clear()
+    try:
+        assert adapted._probe("test_vit2", (("in_chans", 1),)) is None
+        assert "unexpected keyword" in adapted._probe("test_vit2", (("no_such_kwarg", 1),))
+    finally:
+        adapted._probe.cache_clear()
