@@ -76,11 +76,14 @@ def override_axis(name: str) -> list[tuple[Override, str | None]]:
         (Override.of(f"img_size_{small}", img_size=small), no_pos),
         (Override.of(f"img_size_{large}", img_size=large), no_pos),
     ]
-    for patch in ((f["patch"] // 2, f["patch"] * 2) if f["patch"] else ()):
+    # A 1x1 "patch" (hybrid ViTs embed backbone features) has no half to resample to.
+    for patch in ((f["patch"] // 2, f["patch"] * 2) if f["patch"] and f["patch"] > 1 else ()):
         reason = None if f["side"] % patch == 0 else f"image side {f['side']} is not a multiple of patch {patch}"
         cells.append((Override.of(f"patch_size_{patch}", patch_size=patch), reason))
     if not f["patch"]:
         cells.append((Override.of("patch_size_x2"), "not a ViT-style model (no square patch_embed.proj)"))
+    elif f["patch"] == 1:
+        cells.append((Override.of("patch_size_x2"), "a 1x1 patch embedding of backbone features: nothing to resample"))
     cells.append((Override.of("dynamic_img_size", dynamic_img_size=True), no_pos))
     return cells
 
@@ -102,7 +105,7 @@ def _fact_reasons(name: str) -> dict[str, str | None]:
 def override_reason(name: str, override: Override) -> str | None:
     """Why the architecture does not accept this override (a fact of the model, else what timm raises when
     the model is built with it on the meta device), or None. For `LoadingPath.applies`; cached."""
-    if not override.kwargs:
+    if override == BASE:
         return None  # the plain load: no fact of the model can rule it out, and none need be built
     if override.name in _fact_reasons(name):
         reason = _fact_reasons(name)[override.name]

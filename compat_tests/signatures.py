@@ -238,6 +238,17 @@ def _tensor_mismatch(ev: Evidence) -> str | None:
     return f"{len(ev.value_mismatches)} tensor(s) differ from the source, worst {key} (max abs diff {diff:.3g})"
 
 
+_hub_needed = _exception_matching(
+    r"cannot find the requested files in the local cache|[Oo]ffline mode is enabled|outgoing traffic has been disabled")
+
+
+def _hub_access(ev: Evidence) -> str | None:
+    if not _hub_needed(ev):
+        return None
+    assert ev.exception is not None
+    return f"{ev.exception['type']} at {ev.exception.get('where') or 'an unknown frame'}"
+
+
 def _output_mismatch(ev: Evidence) -> str | None:
     out = ev.output
     if out is None or out.get("ok"):
@@ -253,6 +264,9 @@ REGISTRY: tuple[Signature, ...] = (
               "run the repro script alone; look for a native crash or the OOM killer", _crash),
     Signature("timeout", "the scenario did not finish within its time limit",
               "run the repro script alone; a hang in save/load or a pathologically slow forward", _timeout),
+    Signature("hub-access-on-local-load", "loading from a local file still asked the model hub for weights",
+              "a nested pretrained download (e.g. a hybrid ViT's backbone built with pretrained=True): "
+              "offline users cannot load the file at all", _hub_access),
     Signature("kwarg-conflict", "the loader passed the same argument to the model constructor twice",
               "drop the argument from one source (the saved config's model_args or the loader's own keyword)",
               _kwarg_conflict),

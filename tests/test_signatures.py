@@ -147,6 +147,15 @@ def _timeout(vit_ls, byob, tmp_path):
     raise AssertionError("no timeout")
 
 
+def _hub_access(vit_ls, byob, tmp_path):
+    """What a hybrid ViT's constructor does under pretrained=True, even when the user passed a local file:
+    build its ResNet backbone with pretrained=True, which asks the hub (offline here, as for such users)."""
+    import timm
+
+    with torch.device("meta"):
+        return raised(lambda: timm.create_model("resnet26d", pretrained=True, features_only=True))
+
+
 def _result() -> Result:
     return Result(id="test_vit2-state_dict-base", model="test_vit2", path="state_dict", override="base",
                   status="passed")
@@ -155,6 +164,7 @@ def _result() -> Result:
 FAULTS = {
     "crash": _crash,
     "timeout": _timeout,
+    "hub-access-on-local-load": _hub_access,
     "kwarg-conflict": _kwarg_conflict,
     "layerscale-gamma-renamed": _gamma_renamed,
     "key-prefix-mismatch": _prefix,
