@@ -62,6 +62,8 @@ class SourceModel:
     # Tensors whose initialiser gives one constant value (ones, zeros, LayerScale's 1e-5), kept so
     # the oracle can tell "left at init" from any other mismatch.
     constant_inits: dict[str, torch.Tensor] = field(default_factory=dict)
+    # Non-persistent buffers as the constructor left them, before the reference forward.
+    built_buffers: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def input(self) -> torch.Tensor:
         return make_input(self.input_size, self.seed, BATCH)
@@ -81,6 +83,13 @@ def _input_candidates(model: torch.nn.Module, kwargs: dict[str, Any]) -> list[tu
     return [(native[0], *small[1:]), native]
 
 
+def nonpersistent_buffers(module: torch.nn.Module, saved: dict[str, torch.Tensor] | None = None
+                          ) -> dict[str, torch.Tensor]:
+    """Buffers the model computes itself and never saves; `saved` is its state_dict, when already at hand."""
+    saved = module.state_dict() if saved is None else saved
+    return {k: b for k, b in module.named_buffers() if k not in saved}
+
+
 def build_source(name: str, kwargs: dict[str, Any] | None = None, seed: int = DEFAULT_SEED) -> SourceModel:
     """Build, perturb and run the source model once; raises whatever timm raises."""
     import timm
@@ -94,6 +103,7 @@ def build_source(name: str, kwargs: dict[str, Any] | None = None, seed: int = DE
         if v.is_floating_point() and v.numel() > 1 and bool((v == v.flatten()[0]).all())
     }
     perturb_(model, seed)
+    built_buffers = {k: b.clone() for k, b in nonpersistent_buffers(model).items()}
     error: Exception | None = None
     for size in _input_candidates(model, kwargs):
         try:
@@ -102,7 +112,7 @@ def build_source(name: str, kwargs: dict[str, Any] | None = None, seed: int = DE
         except Exception as e:  # a capped size the architecture rejects: fall back to its own
             error = e
             continue
-        return SourceModel(name, kwargs, seed, model, size, reference, constant_inits)
+        return SourceModel(name, kwargs, seed, model, size, reference, constant_inits, built_buffers)
     assert error is not None
     raise error
 

@@ -164,3 +164,16 @@ def test_the_legacy_rename_anywhere_in_a_key_is_named():
         model.load_state_dict(state, strict=True, assign=True)
     name, message = classify(from_exception(raised.value))
     assert name == "layerscale-gamma-renamed" and "blocks.0.gamma_1 -> blocks.0.weight_1" in message
+
+
+def test_a_cache_the_forward_recomputes_is_not_a_buffer_the_load_failed_to_rebuild():
+    # ConViT keeps rel_indices as a (1,1,1,3) placeholder and computes it for the input in forward: the source
+    # has run a forward, a freshly loaded model has not, and that is no loading failure.
+    from compat_tests.runner import run_scenario
+    from compat_tests.scenario import Scenario
+    from compat_tests.source import SourceCache
+
+    cache = SourceCache()
+    for path in ("create_model", "state_dict"):
+        result = run_scenario(Scenario("convit_tiny", path), cache)
+        assert result.status == "passed", result.message
