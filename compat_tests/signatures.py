@@ -238,6 +238,17 @@ def _tensor_mismatch(ev: Evidence) -> str | None:
     return f"{len(ev.value_mismatches)} tensor(s) differ from the source, worst {key} (max abs diff {diff:.3g})"
 
 
+_shared = _exception_matching(r"tensors share memory|contained shared tensors")
+
+
+def _shared_tensors(ev: Evidence) -> str | None:
+    if not (m := _shared(ev)):
+        return None
+    assert ev.exception is not None
+    names = re.findall(r"'([\w.]+)'", ev.exception["message"][m.end():])
+    return f"shared: {_some(sorted(set(names)))}" if names else ev.exception["message"].splitlines()[0][:160]
+
+
 _hub_needed = _exception_matching(
     r"cannot find the requested files in the local cache|[Oo]ffline mode is enabled|outgoing traffic has been disabled")
 
@@ -267,6 +278,9 @@ REGISTRY: tuple[Signature, ...] = (
     Signature("hub-access-on-local-load", "loading from a local file still asked the model hub for weights",
               "a nested pretrained download (e.g. a hybrid ViT's backbone built with pretrained=True): "
               "offline users cannot load the file at all", _hub_access),
+    Signature("shared-tensors-refused", "the model reuses one tensor under several keys and the writer refuses it",
+              "safetensors (and save_pretrained) will not store shared tensors: save with safetensors' save_model, "
+              "declare _tied_weights_keys, or stop sharing the module", _shared_tensors),
     Signature("kwarg-conflict", "the loader passed the same argument to the model constructor twice",
               "drop the argument from one source (the saved config's model_args or the loader's own keyword)",
               _kwarg_conflict),

@@ -156,6 +156,16 @@ def _hub_access(vit_ls, byob, tmp_path):
         return raised(lambda: timm.create_model("resnet26d", pretrained=True, features_only=True))
 
 
+def _shared_tensors(vit_ls, byob, tmp_path):
+    """What timm's CoaT does: one conv module reused by several blocks, so its state_dict holds one tensor
+    under several keys, which safetensors' writer refuses."""
+    import safetensors.torch
+
+    state = saved(vit_ls)
+    state["blocks.1.ls1.gamma"] = state["blocks.0.ls1.gamma"]
+    return raised(lambda: safetensors.torch.save_file(state, str(tmp_path / "model.safetensors")))
+
+
 def _result() -> Result:
     return Result(id="test_vit2-state_dict-base", model="test_vit2", path="state_dict", override="base",
                   status="passed")
@@ -165,6 +175,7 @@ FAULTS = {
     "crash": _crash,
     "timeout": _timeout,
     "hub-access-on-local-load": _hub_access,
+    "shared-tensors-refused": _shared_tensors,
     "kwarg-conflict": _kwarg_conflict,
     "layerscale-gamma-renamed": _gamma_renamed,
     "key-prefix-mismatch": _prefix,
