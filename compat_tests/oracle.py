@@ -106,6 +106,18 @@ def judge_structure(source: SourceModel, loaded: dict[str, Any]) -> Evidence:
     )
 
 
+def module_differences(expected: torch.nn.Module, actual: torch.nn.Module, limit: int = 16
+                       ) -> list[tuple[str, str, str]]:
+    """(module name, expected, actual) where the two models' layers are configured differently (class or
+    settings such as BatchNorm's eps): what equal weights and unequal outputs usually come down to."""
+    def layers(model: torch.nn.Module) -> dict[str, str]:
+        return {name: f"{type(m).__name__}({m.extra_repr()})" for name, m in model.named_modules()}
+
+    want, got = layers(expected), layers(actual)
+    found = [(name, want[name], got.get(name, "(absent)")) for name in want if got.get(name) != want[name]]
+    return found[:limit]
+
+
 def judge(source: SourceModel, loaded: dict[str, Any]) -> Evidence:
     """Evidence for a completed load. `loaded` is what a path's roundtrip returned."""
     module: torch.nn.Module = loaded["model"]
@@ -135,6 +147,8 @@ def judge(source: SourceModel, loaded: dict[str, Any]) -> Evidence:
         evidence.exception = from_exception(error).exception
         return evidence
     evidence.output = compare_outputs(source.reference, output, OUTPUT_RTOL)
+    if not evidence.output["ok"] and not report["values"]:
+        evidence.extra["module_differences"] = module_differences(source.model, module)
     if differ:
         # ...and again after both ran the same input: a placeholder the forward recomputes (ConViT's
         # rel_indices) is a cache, not a buffer the load failed to rebuild.

@@ -32,6 +32,8 @@ class Signature:
     # A tool's known limit (an exporter that cannot handle an architecture), not a loading failure: the
     # runner records such cells as skipped, keeping signature, message, evidence and repro.
     limitation: bool = False
+    # Seen only in tensor values or outputs, so a structural (meta-device) cell can never show it.
+    needs_values: bool = False
 
 
 def _some(keys: list[str], n: int = 3) -> str:
@@ -260,6 +262,15 @@ def _hub_access(ev: Evidence) -> str | None:
     return f"{ev.exception['type']} at {ev.exception.get('where') or 'an unknown frame'}"
 
 
+def _module_config(ev: Evidence) -> str | None:
+    found = ev.extra.get("module_differences") or []
+    if not found or (ev.output or {}).get("ok", True):
+        return None
+    name, want, got = found[0]
+    more = f" (+{len(found) - 1} more)" if len(found) > 1 else ""
+    return f"{name or '(root)'}: saved {want}, loaded {got}{more}"
+
+
 def _output_mismatch(ev: Evidence) -> str | None:
     out = ev.output
     if out is None or out.get("ok"):
@@ -298,16 +309,29 @@ REGISTRY: tuple[Signature, ...] = (
     Signature("nonpersistent-buffer-not-rebuilt",
               "buffers the model computes in __init__ (not saved) hold other values after loading",
               "the loader built the model without running its init (meta device); recompute these buffers",
-              _buffer_not_rebuilt),
+              _buffer_not_rebuilt, needs_values=True),
     Signature("silent-reinit", "the load reported success but tensors kept their fresh initial values",
-              "a loader skipped or renamed these keys without reporting them", _silent_reinit),
+              "a loader skipped or renamed these keys without reporting them", _silent_reinit, needs_values=True),
     Signature("tensor-mismatch", "loaded tensors differ from the saved ones",
-              "a loader transformed values it should have copied", _tensor_mismatch),
+              "a loader transformed values it should have copied", _tensor_mismatch, needs_values=True),
+    Signature("module-config-differs", "equal weights, but the loader built layers with other settings",
+              "the model is constructed differently on this path (timm builds some models differently when "
+              "pretrained=True, e.g. BatchNorm eps); save or pass those arguments with the checkpoint",
+              _module_config, needs_values=True),
     Signature("output-mismatch", "weights match but outputs differ from the source model's",
-              "non-persistent state or forward code differs between saved and loaded model", _output_mismatch),
+              "non-persistent state or forward code differs between saved and loaded model", _output_mismatch,
+              needs_values=True),
 )
 
 BY_NAME = {s.name: s for s in REGISTRY}
+
+
+def needs_values(pattern: str) -> bool:
+    """Whether every registered signature matching `pattern` (a baseline entry's glob) is seen only in values."""
+    import fnmatch
+
+    matched = [s for s in REGISTRY if fnmatch.fnmatchcase(s.name, pattern)]
+    return bool(matched) and all(s.needs_values for s in matched)
 
 
 def is_limitation(name: str, first: tuple[Signature, ...] = ()) -> bool:

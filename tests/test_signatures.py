@@ -166,6 +166,17 @@ def _shared_tensors(vit_ls, byob, tmp_path):
     return raised(lambda: safetensors.torch.save_file(state, str(tmp_path / "model.safetensors")))
 
 
+def _module_config(vit_ls, byob, tmp_path):
+    """fbnetc_100's case: timm builds it with another BatchNorm eps under pretrained=True. Here the same
+    weights go into a test_vit2 built with another LayerNorm eps."""
+    from functools import partial
+
+    import timm
+
+    other = timm.create_model("test_vit2", norm_layer=partial(torch.nn.LayerNorm, eps=1e-1))
+    return judge(vit_ls, loaded_from(vit_ls, saved(vit_ls), strict=True, model=other))
+
+
 def _result() -> Result:
     return Result(id="test_vit2-state_dict-base", model="test_vit2", path="state_dict", override="base",
                   status="passed")
@@ -186,6 +197,7 @@ FAULTS = {
     "nonpersistent-buffer-not-rebuilt": _buffers,
     "silent-reinit": _silent_reinit,
     "tensor-mismatch": _tensor,
+    "module-config-differs": _module_config,
     "output-mismatch": _output,
 }
 
