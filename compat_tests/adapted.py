@@ -25,24 +25,25 @@ def _probe(name: str, kwargs: tuple[tuple[str, Any], ...]) -> str | None:
     meta device failing is not the architecture saying no."""
     import timm
 
+    def said(e: Exception) -> str:
+        return f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
+
     try:
         with MetaShapes():
             timm.create_model(name, pretrained=False, **dict(kwargs))
+        return None
     except Exception as e:
         if meta_limitation(e) is None:  # whatever else timm raises is the architecture saying no
-            return f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
-    else:
-        return None
+            return said(e)
     try:
         timm.create_model(name, pretrained=False, **dict(kwargs))
     except Exception as e:
-        return f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
+        return said(e)
     return None
 
 
 @cache
 def _facts(name: str) -> dict[str, Any]:
-
     model = meta_model(name)
     cfg = dict(getattr(model, "pretrained_cfg", None) or {})
     patch = getattr(getattr(getattr(model, "patch_embed", None), "proj", None), "kernel_size", None)

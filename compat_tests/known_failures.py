@@ -29,6 +29,7 @@ from typing import Any
 from .results import Result
 from .scenario import META_SUFFIX
 from .signatures import needs_values
+from .versions import installed
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -169,7 +170,10 @@ def _when(raw: Any, where: str) -> tuple[tuple[str, str], ...]:
     if not isinstance(raw, dict) or not raw or not all(isinstance(v, str) for v in raw.values()):
         raise KnownFailuresError(f"{where}: when must be a table of package = \"specifier\", "
                                  f"e.g. when = {{ transformers = \">=5\" }}, not {raw!r}")
+    recorded = tuple(installed())  # what every result records, so all a `when` can be judged by
     for package, spec in raw.items():
+        if package not in recorded:
+            raise KnownFailuresError(f"{where}: when.{package}: results record only {', '.join(recorded)}")
         try:
             SpecifierSet(spec)
         except InvalidSpecifier:

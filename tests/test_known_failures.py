@@ -171,7 +171,8 @@ def test_when_scopes_an_entry_to_the_releases_a_cell_recorded():
 
 
 @pytest.mark.parametrize("when,message", [("'>=5'", "when must be a table"),
-                                          ("{timm='new'}", "not a version specifier")])
+                                          ("{timm='new'}", "not a version specifier"),
+                                          ("{open_clip='>=3'}", "results record only python, torch")])
 def test_a_bad_when_is_a_clear_error(when, message):
     with pytest.raises(KnownFailuresError, match=message):
         parse(f"[[known]]\nid='x'\nsignature='s'\nreason='r'\nupstream='u'\nwhen={when}\n", "kf.toml")

@@ -33,7 +33,6 @@ ORDER = 85
 
 
 @cache
-@cache
 def _vit_modules() -> frozenset[str]:
     """timm model modules that can build a VisionTransformer at all (they hold the class or a subclass)."""
     import sys
