@@ -12,9 +12,13 @@ fails the run, so the baseline cannot quietly outlive the bug.
     upstream = "not yet filed"        # or a URL
     expires = 2026-06-30               # optional TOML date
     when = { transformers = ">=5" }    # optional: only under these releases (PEP 440 specifiers)
+    xpass = false                      # optional: the ids describe where it can occur, not cells that fail
 
 `when` keeps an entry about one release line from excusing (or being "fixed" by) runs on another:
 each cell is judged against the versions it recorded, so an old report is re-judged correctly too.
+`xpass = false` is for a failure of a whole class of models (every model with non-persistent buffers, on
+one path): it excuses matching failures, but a passing cell under its globs is just a pass, not "fixed".
+Its expiry is then what makes the baseline be revisited.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ else:  # pragma: no cover - Python 3.10 has no tomllib; tomli is the same parser
 
 DEFAULT_FILE = Path(__file__).resolve().parent.parent / "fixtures" / "known_failures.toml"
 _REQUIRED = ("id", "signature", "reason", "upstream")
-_ALLOWED = (*_REQUIRED, "expires", "when")
+_ALLOWED = (*_REQUIRED, "expires", "when", "xpass")
 
 
 class KnownFailuresError(ValueError):
@@ -54,6 +58,8 @@ class KnownFailure:
     expires: date | None = None
     # package -> PEP 440 specifier set; the entry applies only where every installed version satisfies it.
     when: tuple[tuple[str, str], ...] = ()
+    # False: a passing cell under the globs is not news (the entry names a class of models, not cells).
+    xpass: bool = True
 
     @property
     def id(self) -> str:
@@ -132,7 +138,7 @@ class Baseline:
             # Listed, but failing for another reason: a new failure, said so in the message.
             if "known failure is" not in result.message:
                 result.message += f" (the known failure is {entry.signature}, not this)"
-        elif result.status == "passed" and (entry := self.listed(result.id, versions)) and not (
+        elif result.status == "passed" and (entry := self.listed(result.id, versions)) and entry.xpass and not (
                 result.id.endswith(META_SUFFIX) and needs_values(entry.signature)):
             # (a structural cell passing says nothing of a failure seen only in values)
             result.status, result.known = "xpassed", entry.as_record()
@@ -158,8 +164,14 @@ def _entry(raw: Any, where: str) -> KnownFailure:
     if expires is not None and not isinstance(expires, date):
         raise KnownFailuresError(f"{where}: expires must be a TOML date like 2026-06-30, not {expires!r}")
     globs = tuple(i.strip() for i in ids)
+    xpass = raw.get("xpass", True)
+    if not isinstance(xpass, bool):
+        raise KnownFailuresError(f"{where}: xpass must be true or false, not {xpass!r}")
+    if not xpass and expires is None:
+        raise KnownFailuresError(f"{where}: an entry with xpass = false needs an expires date: nothing else "
+                                 "will say when it is fixed")
     return KnownFailure(globs, raw["signature"], raw["reason"].strip(), raw["upstream"].strip(), expires,
-                        _when(raw.get("when"), where))
+                        _when(raw.get("when"), where), xpass)
 
 
 def _when(raw: Any, where: str) -> tuple[tuple[str, str], ...]:

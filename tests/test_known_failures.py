@@ -184,3 +184,12 @@ def test_a_structural_pass_does_not_clear_a_failure_seen_only_in_values():
     assert baseline.apply(result("passed")).status == "xpassed"
     keys = parse(ENTRY, today=TODAY)  # a key rename shows on meta too: there a pass is news
     assert keys.apply(result("passed", rid="test_vit2-state_dict-base@meta")).status == "xpassed"
+
+
+def test_a_class_of_models_entry_excuses_failures_but_a_pass_is_just_a_pass():
+    entry = ENTRY.replace('"test_vit2-state_dict-*"', '"*-state_dict-*"') + "xpass = false\nexpires = 2027-01-01\n"
+    baseline = parse(entry, today=TODAY)
+    assert baseline.apply(result("failed", "layerscale-gamma-renamed")).status == "xfailed"
+    assert baseline.apply(result("passed")).status == "passed"
+    with pytest.raises(KnownFailuresError, match="needs an expires date"):
+        parse(ENTRY + "xpass = false\n", "kf.toml")
