@@ -12,7 +12,7 @@ from . import repro
 from .evidence import Evidence
 from .expected import adapted_state, input_size_for
 from .meta import MetaShapes, meta_limitation, meta_model
-from .oracle import OUTPUT_RTOL, compare_outputs, diff_state, module_differences, nonpersistent_buffers
+from .oracle import OUTPUT_RTOL, compare_outputs, diff_state, explain_output, nonpersistent_buffers
 from .scenario import BASE, Override
 from .signatures import Signature
 from .source import SourceModel, make_input
@@ -184,8 +184,7 @@ def judge_adapted(source: SourceModel, loaded: dict[str, Any]) -> Evidence:
         evidence.exception = from_exception(error).exception
         return evidence
     evidence.output = compare_outputs(want, got, OUTPUT_RTOL)
-    if not evidence.output["ok"] and not report["values"]:
-        evidence.extra["module_differences"] = module_differences(reference, module)
+    explain_output(evidence, reference, module, x, loaded.get("forward"))
     return evidence
 
 

@@ -277,7 +277,10 @@ def _output_mismatch(ev: Evidence) -> str | None:
         return None
     if out["shape"] != out["expected_shape"]:
         return f"output shape {out['shape']}, expected {out['expected_shape']}"
-    return f"max abs error {out['max_error']:.3g} > tolerance {out['tolerance']:.3g}"
+    where = ""
+    if first := out.get("first_divergence"):
+        where = f"; first diverges at {first['module']} (off by {first['relative']:.2g} of its output)"
+    return f"max abs error {out['max_error']:.3g} > tolerance {out['tolerance']:.3g}{where}"
 
 
 REGISTRY: tuple[Signature, ...] = (

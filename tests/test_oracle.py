@@ -177,3 +177,33 @@ def test_a_cache_the_forward_recomputes_is_not_a_buffer_the_load_failed_to_rebui
     for path in ("create_model", "state_dict"):
         result = run_scenario(Scenario("convit_tiny", path), cache)
         assert result.status == "passed", result.message
+
+
+def test_the_first_diverging_layer_is_named_and_float_noise_there_is_not_a_failure():
+    import copy
+
+    import timm
+    import torch
+
+    from compat_tests.evidence import Evidence
+    from compat_tests.oracle import LAYER_NOISE_RTOL, explain_output, first_divergence
+
+    torch.manual_seed(0)
+    source = timm.create_model("test_vit2").eval()
+    x = torch.randn(1, 3, 160, 160)
+    # One weight nudged in its last bits (what another kernel path does to a result) ...
+    noisy = copy.deepcopy(source)
+    with torch.no_grad():
+        noisy.blocks[1].mlp.fc1.weight.mul_(1 + 1e-7)
+    found = first_divergence(source, noisy, x)
+    assert found["module"].startswith("blocks.1.mlp.fc1") and found["relative"] <= LAYER_NOISE_RTOL
+    evidence = Evidence(output={"ok": False, "max_error": 1.0, "tolerance": 0.1})
+    explain_output(evidence, source, noisy, x)
+    assert evidence.output["ok"] and evidence.output["amplified_noise"]
+    # ... and one really changed: named, and still a failure.
+    broken = copy.deepcopy(source)
+    with torch.no_grad():
+        broken.blocks[1].attn.proj.bias.add_(1.0)
+    evidence = Evidence(output={"ok": False, "max_error": 1.0, "tolerance": 0.1})
+    explain_output(evidence, source, broken, x)
+    assert not evidence.output["ok"] and evidence.output["first_divergence"]["module"].startswith("blocks.1.attn")
