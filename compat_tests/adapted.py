@@ -25,8 +25,8 @@ def _probe(name: str, kwargs: tuple[tuple[str, Any], ...]) -> str | None:
     meta device failing is not the architecture saying no."""
     import timm
 
-    def said(e: Exception) -> str:
-        return f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
+    def said(e: Exception) -> str:  # a bare `assert` in timm has no message at all
+        return f"{type(e).__name__}: {(str(e).splitlines() or ['(no message)'])[0][:160]}"
 
     try:
         with MetaShapes():

@@ -248,7 +248,7 @@ def _shared_tensors(ev: Evidence) -> str | None:
         return None
     assert ev.exception is not None
     names = re.findall(r"'([\w.]+)'", ev.exception["message"][m.end():])
-    return f"shared: {_some(sorted(set(names)))}" if names else ev.exception["message"].splitlines()[0][:160]
+    return f"shared: {_some(sorted(set(names)))}" if names else ev.exception["message"][:160]
 
 
 _hub_needed = _exception_matching(

@@ -93,3 +93,10 @@ def test_load_checkpoint_with_the_models_filter_is_judged_like_pretrained_file(m
     assert result.status == "failed" and result.signature == "patch-resample-skipped", result.message
     no_filter = run_scenario(Scenario("resnet18", "load_checkpoint"), SourceCache())
     assert no_filter.status == "skipped" and "checkpoint_filter_fn" in no_filter.message
+
+
+def test_an_override_refused_by_a_bare_assert_is_skipped_with_its_type():
+    # timm's HybridEmbed refuses a patch larger than its feature map with `assert ...` and no message.
+    patch = Override.of("patch_size_16", patch_size=16)
+    reason = all_paths()["pretrained_file"].applies("vit_tiny_r_s16_p8_224", patch)
+    assert reason == "AssertionError: (no message)"

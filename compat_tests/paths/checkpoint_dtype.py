@@ -11,7 +11,7 @@ import torch
 
 from .. import repro
 from ..evidence import Evidence, from_exception
-from ..oracle import OUTPUT_RTOL, compare_outputs, diff_state
+from ..oracle import OUTPUT_RTOL, compare_outputs, diff_state, explain_output
 from ..scenario import Override
 from ..source import SourceModel
 from ..versions import missing
@@ -100,6 +100,7 @@ def judge_checkpoint_dtype(source: SourceModel, loaded: dict[str, Any]) -> Evide
         evidence.exception = from_exception(error).exception
         return evidence
     evidence.output = compare_outputs(want, got, OUTPUT_RTOL)
+    explain_output(evidence, reference_model, module, x, loaded.get("forward"))
     return evidence
 
 
