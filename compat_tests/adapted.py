@@ -210,6 +210,10 @@ def _pos_skipped(ev: Evidence) -> str | None:
     return _touched(ev, "pos", "pos_embed")
 
 
+def _rel_pos_skipped(ev: Evidence) -> str | None:
+    return _touched(ev, "rel_pos", "relative_position_bias_table")
+
+
 def _raised_mismatches(ev: Evidence, ndim: int, dim: int) -> list[tuple[str, list[int], list[int]]]:
     """Size mismatches a strict load raised (checkpoint shape, model shape) that differ in `dim` only: when the
     load raises, no judge ran, so the shapes are all there is to tell which step was skipped."""
@@ -252,6 +256,9 @@ SIGNATURES: tuple[Signature, ...] = (
               _patch_skipped),
     Signature("pos-embed-resample-skipped", "the position embedding was not resampled to the model's grid",
               "the checkpoint filter must call resample_abs_pos_embed on every layout it converts", _pos_skipped),
+    Signature("rel-pos-table-resize-skipped", "a window's relative position bias table was not resized to its window",
+              "the checkpoint filter must call resize_rel_pos_bias_table for every window an override changed",
+              _rel_pos_skipped),
     Signature("input-conv-not-adapted", "the first conv was not adapted to the requested in_chans",
               "load_pretrained must run adapt_input_conv on the pretrained_cfg first_conv", _conv_not_adapted),
     Signature("classifier-not-reset", "the classifier was kept although num_classes changed",

@@ -18,11 +18,11 @@ def adapted_state(source_state, source_model, reference):
     architecture that checkpoint fits (for grid size and config), `reference` a fresh timm model built
     with the override (for the target shapes). Returns (expected, fresh, adapted): `fresh` are classifier
     keys dropped because the class count changed (their values are the loader's init, not compared),
-    `adapted` maps each transformed key to the reason ("patch", "pos", "in_chans").
+    `adapted` maps each transformed key to the reason ("patch", "pos", "rel_pos", "in_chans").
 
     Standalone on purpose: repro scripts embed this function's source verbatim.
     """
-    from timm.layers import resample_abs_pos_embed, resample_patch_embed
+    from timm.layers import resample_abs_pos_embed, resample_patch_embed, resize_rel_pos_bias_table
     from timm.models import adapt_input_conv
 
     cfg = dict(getattr(source_model, "pretrained_cfg", None) or {})
@@ -55,6 +55,16 @@ def adapted_state(source_state, source_model, reference):
                 prefix = 0 if no_class else getattr(reference, "num_prefix_tokens", 1)
                 value = resample_abs_pos_embed(value, list(new_grid), list(old_grid), num_prefix_tokens=prefix)
                 adapted[key] = "pos"
+        elif key.endswith("relative_position_bias_table") and value.ndim in (2, 3):
+            # Swin, BEiT and MaxViT filters resize a window's table to the owning module's window
+            # (which patch_size/img_size overrides shrink), and also when that window is not square.
+            window = tuple(getattr(reference.get_submodule(key.rsplit(".", 1)[0]), "window_size", ()) or ())
+            if len(window) == 2 and (value.shape != want.shape or window[0] != window[1]):
+                if value.is_meta:
+                    value = value.new_empty(want.shape)  # structural cells: only the shape is judged
+                else:
+                    value = resize_rel_pos_bias_table(value, new_window_size=window, new_bias_shape=want.shape)
+                adapted[key] = "rel_pos"
         if key in conv_keys and value.ndim == 4 and value.shape[1] != want.shape[1]:
             value = adapt_input_conv(want.shape[1], value)
             adapted[key] = "in_chans" if key not in adapted else adapted[key] + "+in_chans"

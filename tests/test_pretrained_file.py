@@ -1,7 +1,7 @@
 """The pretrained_file path: timm's real pretrained loader under overrides, and faults put back into it."""
 
 import torch
-from timm.models import _builder, vision_transformer
+from timm.models import _builder, swin_transformer, vision_transformer
 
 from compat_tests.adapted import applicable_overrides, skipped_overrides
 from compat_tests.paths import all_paths
@@ -93,6 +93,20 @@ def test_load_checkpoint_with_the_models_filter_is_judged_like_pretrained_file(m
     assert result.status == "failed" and result.signature == "patch-resample-skipped", result.message
     no_filter = run_scenario(Scenario("resnet18", "load_checkpoint"), SourceCache())
     assert no_filter.status == "skipped" and "checkpoint_filter_fn" in no_filter.message
+
+
+def test_window_tables_resized_by_the_filter_pass_and_a_skipped_resize_is_named(monkeypatch):
+    # patch_size=8 shrinks Swin's last stage below its 7x7 window: the filter must resize that table.
+    scenario = Scenario("swin_tiny_patch4_window7_224", "load_checkpoint", Override.of("patch_size_8", patch_size=8))
+    result = run_scenario(scenario, SourceCache())
+    assert result.status == "passed", result.message
+    assert "rel_pos" in result.evidence["extra"]["adapted"]["layers.3.blocks.0.attn.relative_position_bias_table"]
+    # The resize put back to fresh zeros of the right shape: loads without error, but is not the source's table.
+    monkeypatch.setattr(swin_transformer, "resize_rel_pos_bias_table",
+                        lambda v, new_window_size, new_bias_shape, **k: torch.zeros(new_bias_shape))
+    result = run_scenario(scenario, SourceCache())
+    assert result.status == "failed" and result.signature == "rel-pos-table-resize-skipped", result.message
+    assert "layers.3.blocks.0.attn.relative_position_bias_table" in result.message
 
 
 def test_an_override_refused_by_a_bare_assert_is_skipped_with_its_type():
