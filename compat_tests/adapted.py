@@ -13,9 +13,15 @@ from .evidence import Evidence
 from .expected import adapted_state, input_size_for
 from .meta import MetaShapes, meta_limitation, meta_model
 from .oracle import OUTPUT_RTOL, compare_outputs, diff_state, explain_output, nonpersistent_buffers
+from .paths.base import NotApplicable
 from .scenario import BASE, Override
 from .signatures import Signature
 from .source import SourceModel, make_input
+
+
+def _said(e: Exception) -> str:
+    """One line naming what timm raised; a bare `assert` in timm has no message at all."""
+    return f"{type(e).__name__}: {(str(e).splitlines() or ['(no message)'])[0][:160]}"
 
 
 @cache
@@ -25,20 +31,17 @@ def _probe(name: str, kwargs: tuple[tuple[str, Any], ...]) -> str | None:
     meta device failing is not the architecture saying no."""
     import timm
 
-    def said(e: Exception) -> str:  # a bare `assert` in timm has no message at all
-        return f"{type(e).__name__}: {(str(e).splitlines() or ['(no message)'])[0][:160]}"
-
     try:
         with MetaShapes():
             timm.create_model(name, pretrained=False, **dict(kwargs))
         return None
     except Exception as e:
         if meta_limitation(e) is None:  # whatever else timm raises is the architecture saying no
-            return said(e)
+            return _said(e)
     try:
         timm.create_model(name, pretrained=False, **dict(kwargs))
     except Exception as e:
-        return said(e)
+        return _said(e)
     return None
 
 
@@ -177,6 +180,10 @@ def judge_adapted(source: SourceModel, loaded: dict[str, Any]) -> Evidence:
     try:
         with torch.no_grad():
             want = reference(x)
+    except Exception as error:  # e.g. timm 0.9's Swin merging an odd grid that patch_size=8 makes
+        raise NotApplicable(f"a normal build with {kwargs} cannot run forward here: {_said(error)}") from error
+    try:
+        with torch.no_grad():
             got = (loaded.get("forward") or module)(x)
     except Exception as error:
         from .evidence import from_exception

@@ -15,6 +15,7 @@ from .evidence import Evidence, from_exception
 from .meta import MetaShapes, meta_limitation
 from .oracle import judge_structure
 from .paths import all_paths
+from .paths.base import NotApplicable
 from .results import Result
 from .scenario import Scenario
 from .source import DEFAULT_SEED, SourceCache
@@ -94,8 +95,13 @@ def _run(scenario: Scenario, cache: SourceCache, seed: int, result: Result) -> N
                 return
             evidence = from_exception(e)
         else:
-            evidence = (judge_structure if scenario.meta else path.judge)(source, loaded)
-            del loaded
+            try:
+                evidence = (judge_structure if scenario.meta else path.judge)(source, loaded)
+            except NotApplicable as e:
+                result.status, result.message = "skipped", f"not applicable: {e}"
+                return
+            finally:
+                del loaded
     _conclude(result, evidence, path, spec, source.input_size, scenario.meta)
 
 

@@ -109,6 +109,23 @@ def test_window_tables_resized_by_the_filter_pass_and_a_skipped_resize_is_named(
     assert "layers.3.blocks.0.attn.relative_position_bias_table" in result.message
 
 
+def test_an_override_whose_normal_build_cannot_run_forward_is_not_applicable(monkeypatch):
+    # timm 0.9.16's PatchMerging, put back: it asserted an even grid where today's pads. A patch_size=8 Swin
+    # then cannot run at all, loaded or not, so the cell is the architecture's refusal, not a load failure.
+    real = swin_transformer.PatchMerging.forward
+
+    def merging_without_padding(self, x):
+        assert x.shape[1] % 2 == 0, f"x height ({x.shape[1]}) is not even."
+        return real(self, x)
+
+    monkeypatch.setattr(swin_transformer.PatchMerging, "forward", merging_without_padding)
+    scenario = Scenario("swin_tiny_patch4_window7_224", "load_checkpoint", Override.of("patch_size_8", patch_size=8))
+    result = run_scenario(scenario, SourceCache())
+    assert result.status == "skipped", result.message
+    assert result.message == ("not applicable: a normal build with {'patch_size': 8} cannot run forward here: "
+                              "AssertionError: x height (7) is not even.")
+
+
 def test_an_override_refused_by_a_bare_assert_is_skipped_with_its_type():
     # timm's HybridEmbed refuses a patch larger than its feature map with `assert ...` and no message.
     patch = Override.of("patch_size_16", patch_size=16)

@@ -25,6 +25,11 @@ from ..source import SourceModel
 Roundtrip = Callable[[Any, str, dict[str, Any]], dict[str, Any]]
 
 
+class NotApplicable(Exception):
+    """Raised by a judge that learns only while judging that the cell cannot apply (a normal build with
+    the override cannot run at all, so no load is at fault); the runner skips the cell with the message."""
+
+
 def always_applicable() -> str | None:
     return None
 
