@@ -137,3 +137,20 @@ def test_a_tampered_pickle_is_refused_before_it_is_unpickled(tmp_path, monkeypat
     assert result.status == "failed" and result.signature == "legacy-artifact-tampered"
     assert str(Path(artifact.entry["files"][0])) in result.message
     assert loads == []
+
+
+def test_a_reader_older_than_the_writer_or_without_local_dir_is_not_applicable(monkeypatch):
+    # What compat-oldest sees: the reader is timm 0.9.16, which has no `local-dir:` scheme and is older
+    # than every producer but itself. Only the reported version is changed; the artifacts are the real ones.
+    from compat_tests import versions
+    from compat_tests.paths import legacy
+
+    oldest = {**installed(), "timm": "0.9.16", "transformers": "4.47.1"}
+    monkeypatch.setattr(legacy, "installed", lambda: oldest)
+    monkeypatch.setattr(versions, "installed", lambda: oldest)
+    reasons = {o.name: legacy.legacy_applies("regnetx_002", o) for o in legacy_overrides("regnetx_002")}
+    assert reasons["timm0.9.16_pickle"] is None and reasons["timm0.9.16_state_dict"] is None
+    assert "local-dir" in reasons["timm0.9.16_timm_hub"] and "timm>=1.0.16" in reasons["timm0.9.16_timm_hub"]
+    assert reasons["timm1.0.3_pickle"] == (
+        "written by timm 1.0.3, newer than the installed timm 0.9.16: this path reads older files")
+    assert all(reasons[n] for n in reasons if not n.startswith("timm0.9.16"))

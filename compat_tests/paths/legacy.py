@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from packaging.version import Version
 
 from .. import manifest
 from ..evidence import Evidence, from_exception
@@ -20,6 +21,7 @@ from ..scenario import Override
 from ..source import SourceModel, make_input
 from ..versions import installed, missing
 from .base import LoadingPath
+from .timm_hub import LOCAL_DIR
 
 ORDER = 120
 
@@ -119,9 +121,20 @@ def legacy_source_kwargs(override: Override) -> dict[str, Any]:
 
 
 def legacy_applies(model: str, override: Override) -> str | None:
-    """transformers folders need TimmWrapper (4.48+) on the reading side; older releases cannot read them."""
-    if _find(override).kind == "hf_pretrained":
+    """What the reading side must have: the loader the artifact's kind needs, and a timm no older than the writer.
+
+    The path's contract is old files under new code; a file from a newer timm than the installed one is
+    the reverse direction (under compat-oldest, every producer but 0.9.16), which no release promises.
+    """
+    artifact = _find(override)
+    written_by = artifact.entry["versions"].get("timm")
+    reader = installed().get("timm")
+    if written_by and reader and Version(reader.split("+")[0]) < Version(written_by):
+        return f"written by timm {written_by}, newer than the installed timm {reader}: this path reads older files"
+    if artifact.kind == "hf_pretrained":
         return missing("transformers", "4.48", "reading a TimmWrapper save_pretrained folder")
+    if artifact.kind == "timm_hub":
+        return missing(*LOCAL_DIR)
     return None
 
 
