@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from packaging.version import Version
 
 from .. import manifest
 from ..evidence import Evidence, from_exception
@@ -19,7 +18,7 @@ from ..legacy_signatures import LEGACY_SIGNATURES
 from ..oracle import OUTPUT_RTOL, compare_outputs, diff_state
 from ..scenario import Override
 from ..source import SourceModel, make_input
-from ..versions import installed, missing
+from ..versions import at_least, installed, missing
 from .base import LoadingPath
 from .timm_hub import LOCAL_DIR
 
@@ -128,9 +127,9 @@ def legacy_applies(model: str, override: Override) -> str | None:
     """
     artifact = _find(override)
     written_by = artifact.entry["versions"].get("timm")
-    reader = installed().get("timm")
-    if written_by and reader and Version(reader.split("+")[0]) < Version(written_by):
-        return f"written by timm {written_by}, newer than the installed timm {reader}: this path reads older files"
+    if written_by and not at_least("timm", written_by):
+        return (f"written by timm {written_by}, newer than the installed timm {installed()['timm']}: "
+                "this path reads older files")
     if artifact.kind == "hf_pretrained":
         return missing("transformers", "4.48", "reading a TimmWrapper save_pretrained folder")
     if artifact.kind == "timm_hub":
