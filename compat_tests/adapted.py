@@ -11,7 +11,7 @@ import torch
 from . import repro
 from .evidence import Evidence
 from .expected import adapted_state, input_size_for
-from .meta import MetaShapes, meta_limitation, meta_model
+from .meta import build_on_meta, meta_model
 from .oracle import OUTPUT_RTOL, compare_outputs, diff_state, explain_output, nonpersistent_buffers
 from .paths.base import NotApplicable
 from .scenario import BASE, Override
@@ -26,21 +26,11 @@ def _said(e: Exception) -> str:
 
 @cache
 def _probe(name: str, kwargs: tuple[tuple[str, Any], ...]) -> str | None:
-    """Why the architecture rejects these kwargs (built on the meta device, nothing allocated), or None.
-    A constructor that needs values (timm 0.9's .item() on drop-path rates) is asked again for real: the
-    meta device failing is not the architecture saying no."""
-    import timm
-
+    """Why the architecture rejects these kwargs (built by `build_on_meta`: nothing allocated where the
+    constructor allows it), or None."""
     try:
-        with MetaShapes():
-            timm.create_model(name, pretrained=False, **dict(kwargs))
-        return None
-    except Exception as e:
-        if meta_limitation(e) is None:  # whatever else timm raises is the architecture saying no
-            return _said(e)
-    try:
-        timm.create_model(name, pretrained=False, **dict(kwargs))
-    except Exception as e:
+        build_on_meta(name, **dict(kwargs))
+    except Exception as e:  # whatever timm raises is the architecture saying no
         return _said(e)
     return None
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import Any
 
 import torch
 from torch.utils._device import DeviceContext, _device_constructors
@@ -48,22 +49,27 @@ class MetaShapes(DeviceContext):
         return func(*args, **kwargs)
 
 
-@lru_cache(maxsize=2)
-def meta_model(name: str) -> torch.nn.Module:
-    """`name` built once per process, shared by the questions collection asks of a model (override axis
-    facts, reparameterizable sites, is it a ViT): planning the full tier must not build every architecture
-    once per question. On the meta device where the constructor allows it; constructors that need values
-    (timm 0.9 computes drop-path rates with .item()) are built for real. Read it; never change it.
-    Raises what timm raises."""
+def build_on_meta(name: str, **kwargs: Any) -> torch.nn.Module:
+    """`timm.create_model(name, **kwargs)` on the meta device where the constructor allows it; constructors
+    that need values (timm 0.9 computes drop-path rates with .item()) are built for real, since the meta
+    device failing is not the architecture saying no. Raises what timm raises."""
     import timm
 
     try:
         with MetaShapes():
-            return timm.create_model(name, pretrained=False)
+            return timm.create_model(name, pretrained=False, **kwargs)
     except Exception as e:
         if meta_limitation(e) is None:
             raise
-    return timm.create_model(name, pretrained=False)
+    return timm.create_model(name, pretrained=False, **kwargs)
+
+
+@lru_cache(maxsize=2)
+def meta_model(name: str) -> torch.nn.Module:
+    """`name` built once per process (`build_on_meta`), shared by the questions collection asks of a model
+    (override axis facts, reparameterizable sites, is it a ViT): planning the full tier must not build every
+    architecture once per question. Read it; never change it. Raises what timm raises."""
+    return build_on_meta(name)
 
 
 # What torch says when an operation needs data a meta tensor does not have.
