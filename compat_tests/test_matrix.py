@@ -2,9 +2,9 @@
 
 import pytest
 
-from compat_tests.known_failures import Baseline
-from compat_tests.scenario import Scenario
-from compat_tests.session import MatrixSession
+from compat_tests.core.scenario import Scenario
+from compat_tests.run.session import MatrixSession
+from compat_tests.signatures.known_failures import Baseline
 
 
 def test_scenario(

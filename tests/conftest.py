@@ -8,7 +8,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest  # noqa: E402
 
-from compat_tests.source import SourceModel, build_source  # noqa: E402
+from compat_tests.source.models import SourceModel, build_source  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -2,12 +2,11 @@
 with the plain source: a faithful adapted load prints OK, a loader that skips the adaptation fails naming
 the tensor. Each script runs in a plain Python process."""
 
-from compat_tests.adapted import adapted_repro_prepare
-from compat_tests.expected import adapted_state
+from compat_tests.core.versions import installed
+from compat_tests.judge.adapted import ADAPTED
 from compat_tests.paths import all_paths
 from compat_tests.paths.base import LoadingPath
-from compat_tests.repro import script
-from compat_tests.versions import installed
+from compat_tests.repro.script import script
 from tests.test_repro import run_script
 
 
@@ -37,7 +36,7 @@ def test_a_faithful_adapted_load_repro_says_ok(tmp_path, vit_ls):
 
 def test_a_loader_skipping_the_adaptation_repro_fails_naming_the_tensor(tmp_path, vit_ls):
     path = LoadingPath(name="faulty", summary="skips adapt_input_conv", roundtrip=no_adapt_roundtrip,
-                       helpers=(adapted_state,), source_kwargs=lambda o: {}, repro_prepare=adapted_repro_prepare())
+                       source_kwargs=lambda o: {}, check=ADAPTED)
     proc = run_script(tmp_path, script("test_vit2-faulty-in_chans_1", path, _spec(in_chans=1), vit_ls.input_size,
                                        installed()))
     assert proc.returncode != 0

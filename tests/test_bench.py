@@ -1,6 +1,6 @@
 """The bench's tier timings: a real (tiny) tier run through the same command the bench uses."""
 
-from compat_tests import bench, bench_tiers
+from compat_tests.tools import bench, bench_tiers
 
 
 def test_a_tier_run_is_timed_and_tallied_with_what_the_budget_skipped(tmp_path):
@@ -26,7 +26,7 @@ def test_render_puts_each_figure_beside_its_goal():
 
 
 def test_timm_compat_bench_is_the_bench_and_refuses_unknown_models(capsys):
-    from compat_tests.cli import main
+    from compat_tests.tools.cli import main
 
     assert main(["bench", "--models", "resnet_18", "--no-structural"]) == 2
     assert "unknown model(s) resnet_18" in capsys.readouterr().err

@@ -3,7 +3,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from packaging.version import Version
 
-from compat_tests.bisect import BisectError, between, first_change
+from compat_tests.tools.bisect import BisectError, between, first_change
 
 # As published on PyPI: 1.0.0-1.0.2 and 1.0.4-1.0.6 never were.
 RELEASES = [Version("0.9.16"), Version("1.0.3")] + [Version(f"1.0.{i}") for i in range(7, 32)]
@@ -35,7 +35,7 @@ def test_between_refuses_unpublished_ends():
 
 
 def test_the_cli_hands_bisect_its_arguments_and_refuses_a_bad_id(capsys):
-    from compat_tests.cli import main
+    from compat_tests.tools.cli import main
 
     assert main(["bisect", "resnet18_state_dict", "--good", "1.0.3", "--bad", "1.0.9"]) == 2
     assert "not a scenario id" in capsys.readouterr().err

@@ -4,10 +4,10 @@ keeps the checkpoint's dtype (what transformers' dtype="auto" does) put into tim
 import torch
 from timm.models import _builder
 
+from compat_tests.core.scenario import Override, Scenario
 from compat_tests.paths import all_paths
-from compat_tests.runner import run_scenario
-from compat_tests.scenario import Override, Scenario
-from compat_tests.source import SourceCache
+from compat_tests.run.runner import run_scenario
+from compat_tests.source.models import SourceCache
 
 BF16_FILE = Override.of("bf16_pretrained_file", checkpoint_dtype="bfloat16", loader="pretrained_file")
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from compat_tests import report_io
+from compat_tests.core.result import Result
+from compat_tests.core.versions import installed
 from compat_tests.paths.base import LoadingPath
-from compat_tests.repro import script
-from compat_tests.results import Result
-from compat_tests.versions import installed
+from compat_tests.report import store as report_io
+from compat_tests.repro.script import script
 
 from .test_repro import SPEC, drop_one_key_roundtrip, run_script
 
@@ -25,8 +25,8 @@ VERSIONS = {"python": "3.11.7", "torch": "2.14.1", "timm": "1.0.31", "transforme
 def cli(*args: str, cwd: Path = REPO, env: dict | None = None) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}  # never write the real CI summary
     env = {**base, "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "compat_tests.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "compat_tests.tools.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
 
 
 def rec(model: str, status: str, signature: str = "", path: str = "hf_auto", run_id: str = "20261124T0Z-b",

@@ -3,10 +3,10 @@ the smallest combination that still fails, which then runs as an ordinary cell."
 
 from timm.models import vision_transformer
 
-from compat_tests.explore import combine, explore
-from compat_tests.runner import run_scenario
-from compat_tests.scenario import Override, Scenario
-from compat_tests.source import SourceCache
+from compat_tests.core.scenario import Override, Scenario
+from compat_tests.run.explore import combine, explore
+from compat_tests.run.runner import run_scenario
+from compat_tests.source.models import SourceCache
 
 
 def test_combine_names_the_parts_and_merges_their_kwargs():

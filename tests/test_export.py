@@ -10,14 +10,13 @@ import pytest
 import torch
 from timm.models import byobnet
 
-from compat_tests import repro
+from compat_tests.core.scenario import Override, Scenario
+from compat_tests.judge.reparam import EXPORT_RTOL, export_check
 from compat_tests.paths import all_paths
-from compat_tests.paths.export import export_check
-from compat_tests.reparam_checks import EXPORT_RTOL
-from compat_tests.runner import run_scenario
-from compat_tests.scenario import Override, Scenario
-from compat_tests.signatures import is_limitation
-from compat_tests.source import SourceCache
+from compat_tests.repro import script as repro
+from compat_tests.run.runner import run_scenario
+from compat_tests.signatures.catalog import is_limitation
+from compat_tests.source.models import SourceCache
 
 TORCH, JIT = Override.of("torch_export", exporter="torch_export"), Override.of("jit", exporter="jit")
 
@@ -80,7 +79,7 @@ def test_a_fusion_that_breaks_scripting_is_the_models_bug(repghost_fusion_bug):
     assert result.status == "failed", result.message
     assert result.signature == "export-broken-by-reparam:jit", result.message
     assert result.evidence["extra"]["unfused_exports"] is True
-    assert not is_limitation(result.signature, all_paths()["export"].signatures)
+    assert not is_limitation(result.signature)
 
 
 def test_an_architecture_the_exporter_cannot_handle_is_a_limitation(cache):
@@ -89,7 +88,7 @@ def test_an_architecture_the_exporter_cannot_handle_is_a_limitation(cache):
     assert result.signature == "export-unsupported:jit", result.message
     assert result.evidence["extra"]["fused"] is False
     assert result.evidence["extra"]["stage"] == "export"
-    assert is_limitation(result.signature, all_paths()["export"].signatures)
+    assert is_limitation(result.signature)
     assert result.status == "skipped", "an exporter's own limit is reported, not counted as a failure"
 
 

@@ -5,10 +5,10 @@ import timm
 import torch
 from timm.models import vision_transformer
 
-from compat_tests.foreign_layouts import foreign_to_timm, write_foreign
-from compat_tests.runner import run_scenario
-from compat_tests.scenario import Override, Scenario
-from compat_tests.source import SourceCache
+from compat_tests.core.scenario import Override, Scenario
+from compat_tests.paths.support.foreign_layouts import foreign_to_timm, write_foreign
+from compat_tests.run.runner import run_scenario
+from compat_tests.source.models import SourceCache
 
 CLIP_PATCH8 = Override.of("openai_clip_patch_size_8", layout="openai_clip", num_classes=512, patch_size=8)
 

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from compat_tests.isolation import scenario_id_from_nodeid
+from compat_tests.run.isolation import scenario_id_from_nodeid
 
 REPO = Path(__file__).resolve().parent.parent
 CELLS = ["--models", "test_vit2,test_byobnet", "--paths", "state_dict,pickle"]

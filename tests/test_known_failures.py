@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from compat_tests import known_failures
-from compat_tests.known_failures import KnownFailuresError, parse
-from compat_tests.results import Result
+from compat_tests.core.result import Result
+from compat_tests.signatures import known_failures
+from compat_tests.signatures.known_failures import KnownFailuresError, parse
 
 from .test_matrix_run import run_matrix
 

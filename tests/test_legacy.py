@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from compat_tests import manifest
+from compat_tests.core.scenario import Override, Scenario
+from compat_tests.core.versions import installed
 from compat_tests.paths.legacy import legacy_overrides
-from compat_tests.runner import run_scenario
-from compat_tests.scenario import Override, Scenario
-from compat_tests.source import SourceCache
-from compat_tests.versions import installed
+from compat_tests.paths.support import manifest
+from compat_tests.run.runner import run_scenario
+from compat_tests.source.models import SourceCache
 
 MB = 1_000_000
 
@@ -142,7 +142,7 @@ def test_a_tampered_pickle_is_refused_before_it_is_unpickled(tmp_path, monkeypat
 def test_a_reader_older_than_the_writer_or_without_local_dir_is_not_applicable(monkeypatch):
     # What compat-oldest sees: the reader is timm 0.9.16, which has no `local-dir:` scheme and is older
     # than every producer but itself. Only the reported version is changed; the artifacts are the real ones.
-    from compat_tests import versions
+    from compat_tests.core import versions
     from compat_tests.paths import legacy
 
     oldest = {**installed(), "timm": "0.9.16", "transformers": "4.47.1"}

@@ -8,9 +8,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compat_tests.evidence import from_exception
-from compat_tests.oracle import compare_outputs, diff_state, judge
-from compat_tests.signatures import classify
+from compat_tests.core.evidence import from_exception
+from compat_tests.judge.oracle import compare_outputs, diff_state, judge
+from compat_tests.signatures.catalog import classify
 
 from .conftest import fresh
 
@@ -169,9 +169,9 @@ def test_the_legacy_rename_anywhere_in_a_key_is_named():
 def test_a_cache_the_forward_recomputes_is_not_a_buffer_the_load_failed_to_rebuild():
     # ConViT keeps rel_indices as a (1,1,1,3) placeholder and computes it for the input in forward: the source
     # has run a forward, a freshly loaded model has not, and that is no loading failure.
-    from compat_tests.runner import run_scenario
-    from compat_tests.scenario import Scenario
-    from compat_tests.source import SourceCache
+    from compat_tests.core.scenario import Scenario
+    from compat_tests.run.runner import run_scenario
+    from compat_tests.source.models import SourceCache
 
     cache = SourceCache()
     for path in ("create_model", "state_dict"):
@@ -185,8 +185,8 @@ def test_the_first_diverging_layer_is_named_and_float_noise_there_is_not_a_failu
     import timm
     import torch
 
-    from compat_tests.evidence import Evidence
-    from compat_tests.oracle import LAYER_NOISE_RTOL, explain_output, first_divergence
+    from compat_tests.core.evidence import Evidence
+    from compat_tests.judge.oracle import LAYER_NOISE_RTOL, explain_output, first_divergence
 
     torch.manual_seed(0)
     source = timm.create_model("test_vit2").eval()

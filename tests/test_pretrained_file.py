@@ -3,11 +3,11 @@
 import torch
 from timm.models import _builder, swin_transformer, vision_transformer
 
-from compat_tests.adapted import applicable_overrides, skipped_overrides
+from compat_tests.core.scenario import Override, Scenario
 from compat_tests.paths import all_paths
-from compat_tests.runner import run_scenario
-from compat_tests.scenario import Override, Scenario
-from compat_tests.source import SourceCache
+from compat_tests.paths.support.overrides import applicable_overrides, skipped_overrides
+from compat_tests.run.runner import run_scenario
+from compat_tests.source.models import SourceCache
 
 
 def _run(model: str, override: Override):

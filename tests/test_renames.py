@@ -3,10 +3,10 @@
 import timm
 import torch
 
-from compat_tests.evidence import Evidence
-from compat_tests.foreign_layouts import internvit_key_map, rename_keys
-from compat_tests.renames import KEY_LAYOUT_MISMATCH, infer_renames
-from compat_tests.signatures import classify
+from compat_tests.core.evidence import Evidence
+from compat_tests.paths.support.foreign_layouts import internvit_key_map, rename_keys
+from compat_tests.signatures.catalog import BY_NAME, classify
+from compat_tests.signatures.renames import infer_renames
 
 
 def _keys(name: str) -> list[str]:
@@ -43,7 +43,7 @@ def test_a_stripped_prefix_is_one_rename_and_text_tower_keys_stay_unexplained():
 def test_signature_names_the_renames_as_a_short_table():
     missing, unexpected = _internvit("test_vit2")
     ev = Evidence(missing_keys=missing, unexpected_keys=unexpected)
-    name, message = classify(ev, (KEY_LAYOUT_MISMATCH,))
+    name, message = classify(ev, "foreign")
     assert name == "key-layout-mismatch"
     assert "encoder.layers.{i}. -> blocks.{i}." in message.replace("  ", " ").replace("  ", " ")
     assert len(message.splitlines()) < 10  # a table, not the key lists
@@ -52,5 +52,5 @@ def test_signature_names_the_renames_as_a_short_table():
 def test_a_plain_prefix_is_left_to_key_prefix_mismatch():
     model_keys = _keys("test_vit2")
     ev = Evidence(missing_keys=model_keys, unexpected_keys=["module." + k for k in model_keys])
-    assert KEY_LAYOUT_MISMATCH.detect(ev) is None
-    assert classify(ev, (KEY_LAYOUT_MISMATCH,))[0] == "key-prefix-mismatch"
+    assert BY_NAME["key-layout-mismatch"].detect(ev) is None
+    assert classify(ev, "foreign")[0] == "key-prefix-mismatch"

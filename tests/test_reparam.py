@@ -9,14 +9,13 @@ import timm
 import torch
 from timm.models import byobnet, nextvit
 
+from compat_tests.core.scenario import BASE, Override, Scenario
+from compat_tests.judge.reparam import REPARAM_RTOL, compare_scaled, reparam_check
+from compat_tests.judge.reparameterizable import discover, none_attributes
 from compat_tests.paths import all_paths
-from compat_tests.paths.reparam import reparam_check
-from compat_tests.reparam_checks import REPARAM_RTOL, compare_scaled
-from compat_tests.reparameterizable import discover, none_attributes
-from compat_tests.runner import run_scenario
-from compat_tests.scenario import BASE, Override, Scenario
-from compat_tests.source import SourceCache
-from compat_tests.tiers import SMOKE_FAMILIES
+from compat_tests.run.runner import run_scenario
+from compat_tests.run.tiers import SMOKE_FAMILIES
+from compat_tests.source.models import SourceCache
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compat_tests import report_io, report_markdown
-from compat_tests.report_io import ReportError, diff, merge
-from compat_tests.results import STATUSES, Result
+from compat_tests.core.result import STATUSES, Result
+from compat_tests.report import markdown as report_markdown
+from compat_tests.report import store as report_io
+from compat_tests.report.store import ReportError, diff, merge
 
 VERSIONS = {"python": "3.11.7", "torch": "2.14.1", "timm": "1.0.31", "transformers": "5.23.0"}
 SIGNATURES = ["kwarg-conflict", "missing-keys", "exception:KeyError", ""]

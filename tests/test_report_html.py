@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from compat_tests import report_html
-from compat_tests.results import Result
+from compat_tests.core.result import Result
+from compat_tests.report import html as report_html
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
 

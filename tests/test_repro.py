@@ -4,10 +4,10 @@ import os
 import subprocess
 import sys
 
+from compat_tests.core.versions import installed
 from compat_tests.paths import all_paths
 from compat_tests.paths.base import LoadingPath
-from compat_tests.repro import script
-from compat_tests.versions import installed
+from compat_tests.repro.script import script
 
 
 def drop_one_key_roundtrip(model, workdir, spec):

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from compat_tests import results
-from compat_tests.results import Result
+from compat_tests.core import result as results
+from compat_tests.core.result import Result
 
 REQUIRED = {"id", "model", "path", "override", "status", "signature", "message", "versions", "duration_s"}
 

@@ -2,9 +2,9 @@
 
 import torch
 
-from compat_tests.runner import run_scenario
-from compat_tests.scenario import Override, Scenario
-from compat_tests.source import SourceCache
+from compat_tests.core.scenario import Override, Scenario
+from compat_tests.run.runner import run_scenario
+from compat_tests.source.models import SourceCache
 
 
 def legacy_transformers_rename(state):

@@ -1,8 +1,8 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
+from compat_tests.core.scenario import BASE, Override, Scenario, sample_overrides
 from compat_tests.paths import all_paths
-from compat_tests.scenario import BASE, Override, Scenario, sample_overrides
 
 names = st.from_regex(r"[a-z][a-z0-9_]{0,30}", fullmatch=True)
 override_names = st.from_regex(r"[a-z0-9_=.]{1,12}", fullmatch=True)

@@ -1,8 +1,8 @@
 import pytest
 import timm
 
-from compat_tests.selection import SelectionError, count_params_meta, parse_count, select
-from compat_tests.tiers import SMOKE
+from compat_tests.run.selection import SelectionError, count_params_meta, parse_count, select
+from compat_tests.run.tiers import SMOKE
 
 REGISTRY = timm.list_models()
 

@@ -2,10 +2,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from compat_tests import results
-from compat_tests.resume import last_run
-from compat_tests.scenario import Scenario
-from compat_tests.sharding import ShardError, assign, parse_shard, recorded_durations, select_shard
+from compat_tests.core import result as results
+from compat_tests.core.scenario import Scenario
+from compat_tests.run.resume import last_run
+from compat_tests.run.sharding import ShardError, assign, parse_shard, recorded_durations, select_shard
 
 PATHS = ("create_model", "state_dict", "pickle")
 models = st.lists(st.from_regex(r"[a-z][a-z0-9_]{0,12}", fullmatch=True), unique=True, min_size=1, max_size=30)

@@ -1,4 +1,4 @@
-"""Every signature in the registry, fed real evidence from the real libraries (a fault put into a real load),
+"""Every signature in the catalog, fed real evidence from the real libraries (a fault put into a real load),
 must name it; and classification re-run on the recorded JSON evidence gives the same name."""
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import sys
 import pytest
 import torch
 
-from compat_tests import results
-from compat_tests.evidence import Evidence, from_exception
-from compat_tests.oracle import judge
-from compat_tests.results import Result
-from compat_tests.signatures import BY_NAME, REGISTRY, classify, classify_record, kwarg_sources
+from compat_tests.core.evidence import Evidence, from_exception, kwarg_sources
+from compat_tests.core.result import Result
+from compat_tests.judge.oracle import judge
+from compat_tests.paths import all_paths, path_order
+from compat_tests.run.isolation import died
+from compat_tests.signatures.catalog import BY_NAME, CATALOG, classify, classify_record
 
 from .conftest import fresh
 
@@ -96,7 +97,7 @@ def _buffers(vit_ls, byob, tmp_path):
     non-persistent buffers computed in __init__ (relative position indices) are never recomputed."""
     import timm
 
-    from compat_tests.source import build_source
+    from compat_tests.source.models import build_source
 
     source = build_source("test_vit_relpos")
     with torch.device("meta"):
@@ -134,7 +135,7 @@ def _crash(vit_ls, byob, tmp_path):
     proc = subprocess.run([sys.executable, "-c", "import os, signal; print('loading', flush=True); "
                            "os.kill(os.getpid(), signal.SIGSEGV)"], capture_output=True, text=True)
     assert proc.returncode == -signal.SIGSEGV
-    r = results.died(_result(), returncode=proc.returncode, output_tail=proc.stdout + proc.stderr)
+    r = died(_result(), returncode=proc.returncode, output_tail=proc.stdout + proc.stderr)
     return Evidence.from_json(r.evidence)
 
 
@@ -142,7 +143,7 @@ def _timeout(vit_ls, byob, tmp_path):
     try:
         subprocess.run([sys.executable, "-c", "import time; time.sleep(30)"], timeout=0.5)
     except subprocess.TimeoutExpired as e:
-        r = results.died(_result(), timeout_s=e.timeout, output_tail=str(e.output or ""))
+        r = died(_result(), timeout_s=e.timeout, output_tail=str(e.output or ""))
         return Evidence.from_json(r.evidence)
     raise AssertionError("no timeout")
 
@@ -202,8 +203,47 @@ FAULTS = {
 }
 
 
-def test_every_registry_signature_has_a_fault_test():
-    assert set(FAULTS) == set(BY_NAME), "add a real fault for each new signature"
+# Signatures only a path's own judge can give: the selftest that puts their real fault into a real cell of
+# that path. The export signatures are one detector per exporter, so each kind names the exporter it injects.
+IN_CELLS = {
+    "legacy-artifact-tampered": "test_legacy.test_a_tampered_pickle_is_refused_before_it_is_unpickled",
+    "missing-attribute-after-unpickle": "test_legacy.test_direct_aa_read_breaks_pickles_from_before_the_aa_attribute",
+    "class-moved-or-renamed": "test_legacy.test_a_class_gone_from_its_module_is_named",
+    "legacy-output-mismatch": "test_legacy.test_same_tensors_other_numbers_is_a_legacy_output_mismatch",
+    "none-module-called": "test_reparam.test_norm_left_none_is_named_by_attribute_path",
+    "reparam-output-drift": "test_reparam.test_fused_output_drift_is_caught",
+    "export-broken-by-reparam": "test_export.test_a_fusion_that_breaks_scripting_is_the_models_bug",
+    "export-unsupported": "test_export.test_an_architecture_the_exporter_cannot_handle_is_a_limitation",
+    "export-mismatch": "test_export.test_an_export_that_disagrees_with_eager_is_a_mismatch",
+    "key-layout-mismatch": "test_foreign.test_internvit_layout_fails_with_the_inferred_renames",
+    "patch-resample-skipped": "test_pretrained_file.test_skipped_patch_resample_is_named",
+    "pos-embed-resample-skipped": "test_pretrained_file.test_skipped_pos_embed_resample_is_named",
+    "rel-pos-table-resize-skipped":
+        "test_pretrained_file.test_window_tables_resized_by_the_filter_pass_and_a_skipped_resize_is_named",
+    "input-conv-not-adapted": "test_pretrained_file.test_input_conv_left_unadapted_is_named",
+    "classifier-not-reset": "test_pretrained_file.test_classifier_kept_across_a_class_count_change_is_named",
+}
+
+
+def test_every_catalog_signature_has_a_fault_test():
+    """The whole catalog, walked: each name has a real fault here or in a cell of its own path."""
+    import importlib
+    import inspect
+
+    for signature in CATALOG:
+        kind = signature.name.split(":")[0]
+        assert (signature.name in FAULTS) != (kind in IN_CELLS), f"add one real fault for {signature.name}"
+        if kind in IN_CELLS:
+            module, test = IN_CELLS[kind].split(".")
+            source = inspect.getsource(getattr(importlib.import_module(f"tests.{module}"), test))
+            assert kind in source, f"{IN_CELLS[kind]} does not assert {kind}"
+        assert signature.explains and signature.fix, f"{signature.name} needs its explanation and fix"
+
+
+def test_every_scope_names_a_real_path_and_the_reports_know_their_order():
+    known = all_paths()
+    assert [p for s in CATALOG for p in s.paths if p not in known] == []
+    assert path_order() == tuple(known)
 
 
 @pytest.mark.parametrize("name", list(FAULTS))
@@ -236,7 +276,7 @@ def test_an_unrecognised_exception_keeps_its_type():
 
 
 def test_the_registry_names_are_stable_and_unique():
-    names = [s.name for s in REGISTRY]
+    names = [s.name for s in CATALOG]
     assert len(names) == len(set(names))
     assert {"layerscale-gamma-renamed", "key-prefix-mismatch", "silent-reinit", "kwarg-conflict", "dtype-changed",
             "crash", "timeout"} <= set(names)
@@ -257,7 +297,7 @@ def test_classify_record_rederives_from_evidence_with_the_paths_own_signatures(v
 
 
 def test_crash_records_the_scenario_as_failed_with_the_output():
-    r = results.died(_result(), returncode=-9, output_tail="Killed")
+    r = died(_result(), returncode=-9, output_tail="Killed")
     assert r.status == "failed" and r.signature == "crash" and "signal 9" in r.message
-    assert results.died(_result(), timeout_s=300).signature == "timeout"
+    assert died(_result(), timeout_s=300).signature == "timeout"
     assert os.environ.get("HF_HUB_OFFLINE") == "1"

@@ -11,10 +11,10 @@ import tempfile
 import torch
 from timm.models import vision_transformer
 
-from compat_tests.meta import MetaShapes, meta_limitation
-from compat_tests.runner import run_scenario
-from compat_tests.scenario import BASE, Override, Scenario, parse_id
-from compat_tests.source import SourceCache
+from compat_tests.core.scenario import BASE, Override, Scenario, parse_id
+from compat_tests.run.runner import run_scenario
+from compat_tests.source.meta import MetaShapes, meta_limitation
+from compat_tests.source.models import SourceCache
 
 
 def _run(model: str, path: str, override: Override = BASE):
@@ -91,8 +91,8 @@ def test_meta_limitations_are_told_apart_from_load_failures():
 
 
 def test_structural_ids_survive_xdist_node_ids_and_the_repro_command():
-    from compat_tests.cli import _generate_repro
-    from compat_tests.isolation import scenario_id_from_nodeid
+    from compat_tests.run.isolation import scenario_id_from_nodeid
+    from compat_tests.tools.cli import _generate_repro
 
     node = "compat_tests/test_matrix.py::test_scenario[resnet18-state_dict-base@meta@resnet18]"
     assert scenario_id_from_nodeid(node) == "resnet18-state_dict-base@meta"
@@ -107,7 +107,7 @@ def test_a_constructor_that_needs_values_is_probed_for_real_not_called_inapplica
     # timm 0.9 computes drop-path rates with .item(), which meta tensors cannot give: put that back.
     import timm
 
-    from compat_tests import adapted
+    from compat_tests.paths.support import overrides as adapted
 
     real = timm.create_model
 

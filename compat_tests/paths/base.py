@@ -16,18 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..evidence import Evidence
-from ..oracle import judge
-from ..scenario import BASE, Override
-from ..signatures import Signature
-from ..source import SourceModel
+from ..core.scenario import BASE, Override
+from ..judge.check import NUMERIC, Check
 
 Roundtrip = Callable[[Any, str, dict[str, Any]], dict[str, Any]]
-
-
-class NotApplicable(Exception):
-    """Raised by a judge that learns only while judging that the cell cannot apply (a normal build with
-    the override cannot run at all, so no load is at fault); the runner skips the cell with the message."""
 
 
 def always_applicable() -> str | None:
@@ -52,7 +44,8 @@ class LoadingPath:
     summary: str  # one line: how it saves and how it loads
     # roundtrip(model, workdir, spec) with spec = {"name", "kwargs", "seed"}
     roundtrip: Roundtrip
-    # Standalone functions/classes the roundtrip calls, embedded in repro scripts before it.
+    # Standalone functions/classes the roundtrip calls, embedded in repro scripts before it (the check's own
+    # helpers come with the check).
     helpers: tuple[Any, ...] = ()
     # A not-applicable reason under the installed releases, or None.
     requires: Callable[[], str | None] = always_applicable
@@ -64,11 +57,9 @@ class LoadingPath:
     # The kwargs the *source* model is built with for an override (a path that loads a plain
     # checkpoint into an overridden model returns {} here).
     source_kwargs: Callable[[Override], dict[str, Any]] = override_kwargs
-    # How a completed roundtrip is judged; paths whose correct result is a documented transform of
-    # the source (resampled embeddings, fused branches) supply their own, built on oracle.py.
-    judge: Callable[[SourceModel, dict[str, Any]], Evidence] = judge
-    # Signatures tried before the shared registry, for this path's cells only.
-    signatures: tuple[Signature, ...] = ()
+    # How a completed roundtrip is judged and reproduced (judge/check.py); the names a failure can get are
+    # the catalog's entries scoped to this path's name (signatures/catalog.py).
+    check: Check = NUMERIC
     # Whether the path runs when --paths is not given (slow, specialised paths opt out).
     default: bool = True
     # Whether a default (smoke) run samples this path's overrides; a path whose overrides are distinct
@@ -83,5 +74,3 @@ class LoadingPath:
     # The cells a default structural run gives this path for a model. Collection asks it of all 1,371
     # architectures, so it must not build the model (the full override axis does).
     structural_cells: Callable[[str], list[Override]] = base_only
-    # Replaces repro.PREPARE (a str.format template) for cells that do not start from a built source.
-    repro_prepare: str | None = None

@@ -9,15 +9,15 @@ from typing import Any
 
 import torch
 
-from .. import repro
-from ..evidence import Evidence, from_exception
-from ..oracle import OUTPUT_RTOL, compare_outputs, diff_state, explain_output
-from ..scenario import Override
-from ..source import SourceModel
-from ..versions import missing
+from ..core.evidence import Evidence
+from ..core.scenario import Override
+from ..core.versions import missing
+from ..judge.check import Check
+from ..judge.oracle import diff_state, forward_into, outputs_against, state_evidence
+from ..source.models import BUILD_SOURCE, SourceModel
 from .base import LoadingPath
-from .hf_auto import TIMM_WRAPPER
-from .timm_hub import LOCAL_DIR
+from .hf_auto import TIMM_WRAPPER, load_timm_wrapper
+from .timm_hub import LOCAL_DIR, load_local_dir
 
 ORDER = 88
 DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
@@ -52,22 +52,15 @@ def checkpoint_dtype_roundtrip(model, workdir, spec):
     if loader == "pretrained_file":
         file = os.path.join(workdir, "checkpoint.pth")
         torch.save(half.state_dict(), file)
-        loaded = timm.create_model(spec["name"], pretrained=True, pretrained_cfg_overlay=dict(file=file))
-        return {"model": loaded.eval(), "checkpoint_dtype": spec["kwargs"]["checkpoint_dtype"]}
-    timm.models.save_for_hf(half, workdir)
-    if loader == "timm_hub":
-        loaded = timm.create_model("local-dir:" + workdir, pretrained=True)
-        return {"model": loaded.eval(), "checkpoint_dtype": spec["kwargs"]["checkpoint_dtype"]}
-    import transformers
-
-    auto, head = ((transformers.AutoModelForImageClassification, "logits") if getattr(model, "num_classes", 1)
-                  else (transformers.AutoModel, "pooler_output"))
-    wrapper, info = auto.from_pretrained(workdir, output_loading_info=True)  # the release's default dtype
-    wrapper.eval()
-    return {"model": wrapper.timm_model, "checkpoint_dtype": spec["kwargs"]["checkpoint_dtype"],
-            "forward": lambda x: getattr(wrapper(pixel_values=x), head),
-            "missing_keys": [k.removeprefix("timm_model.") for k in info.get("missing_keys", [])],
-            "unexpected_keys": [k.removeprefix("timm_model.") for k in info.get("unexpected_keys", [])]}
+        loaded = {"model": timm.create_model(spec["name"], pretrained=True, pretrained_cfg_overlay=dict(file=file))}
+    else:
+        timm.models.save_for_hf(half, workdir)
+        if loader == "timm_hub":
+            loaded = load_local_dir(workdir)
+        else:
+            loaded = load_timm_wrapper(workdir, getattr(model, "num_classes", 1))
+    loaded["model"].eval()
+    return {**loaded, "checkpoint_dtype": spec["kwargs"]["checkpoint_dtype"]}
 
 
 def upcast_state(model, dtype):
@@ -82,30 +75,16 @@ def judge_checkpoint_dtype(source: SourceModel, loaded: dict[str, Any]) -> Evide
     dtype = getattr(torch, loaded["checkpoint_dtype"])
     expected = upcast_state(source.model, dtype)
     report = diff_state(expected, module.state_dict())
-    evidence = Evidence(
-        missing_keys=sorted(set(report["missing"]) | set(loaded.get("missing_keys") or [])),
-        unexpected_keys=sorted(set(report["unexpected"]) | set(loaded.get("unexpected_keys") or [])),
-        shape_mismatches=report["shape"], dtype_mismatches=report["dtype"], value_mismatches=report["values"],
-        extra={"checkpoint_dtype": str(dtype)},
-    )
+    evidence = state_evidence(report, loaded, extra={"checkpoint_dtype": str(dtype)})
     reference_model = copy.deepcopy(source.model)
     reference_model.load_state_dict(expected)
-    x = source.input()  # float32, as a user feeds it
-    module.eval()
-    try:
-        with torch.no_grad():
-            want = reference_model(x)
-            got = (loaded.get("forward") or module)(x)
-    except Exception as error:  # e.g. a half-precision model refusing the float32 input
-        evidence.exception = from_exception(error).exception
-        return evidence
-    evidence.output = compare_outputs(want, got, OUTPUT_RTOL)
-    explain_output(evidence, reference_model, module, x, loaded.get("forward"))
-    return evidence
+    x = source.input()  # float32, as a user feeds it: a half-precision model may refuse it
+    want = forward_into(evidence, reference_model, x)
+    return evidence if want is None else outputs_against(evidence, reference_model, want, loaded, x)
 
 
 # The repro's expectation is the upcast source, not the source itself.
-REPRO_PREPARE = repro.BUILD_SOURCE + '''
+REPRO_PREPARE = BUILD_SOURCE + '''
 loaded = {roundtrip}(source, tempfile.mkdtemp(), spec)  # an exception here is the failure
 expected_state = upcast_state(source, getattr(torch, spec["kwargs"]["checkpoint_dtype"]))
 source.load_state_dict(expected_state)
@@ -115,15 +94,17 @@ with torch.no_grad():
 '''
 
 
+# Judged against the upcast source, reproduced likewise.
+UPCAST = Check(judge_checkpoint_dtype, (upcast_state,), REPRO_PREPARE)
+
 PATH = LoadingPath(
     name="checkpoint_dtype",
     summary="the source saved in bfloat16/float16 -> timm pretrained file / timm hub folder / transformers Auto",
     roundtrip=checkpoint_dtype_roundtrip,
-    helpers=(upcast_state,),
+    helpers=(load_timm_wrapper, load_local_dir),
     overrides=dtype_overrides,
     applies=dtype_applies,
     # The source is built plain; the override names how it is saved and loaded, not how it is built.
     source_kwargs=lambda override: {},
-    judge=judge_checkpoint_dtype,
-    repro_prepare=REPRO_PREPARE,
+    check=UPCAST,
 )

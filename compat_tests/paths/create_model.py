@@ -1,6 +1,6 @@
 """Baseline: build the model again from its name and seed; it must equal the source and run."""
 
-from ..source import perturb_
+from ..source.models import perturb_
 from .base import LoadingPath
 
 ORDER = 0

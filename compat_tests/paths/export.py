@@ -8,7 +8,7 @@ otherwise an unchanged copy, so every model gets cells. Export happens on the ce
 (static shapes) inside the returned `forward`, which lets the judge run the deploy model eagerly first.
 The exporter rides in the override's kwargs (`exporter=...`); the source model is built without it.
 
-Model bug or exporter limitation (details and tolerances in compat_tests/reparam_checks.py):
+Model bug or exporter limitation (details and tolerances in judge/reparam.py):
 * the deploy model's eager forward raises -> the model's bug (`none-module-called`, ...), whatever the
   exporter would have done;
 * the exporter raises (at its export, save, load, check, session or run stage) and the *unfused* model
@@ -23,13 +23,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..reparam_checks import compare_scaled, judge_export, repro_prepare
-from ..reparam_signatures import NONE_MODULE_CALLED, export_signatures
-from ..scenario import Override
+from ..core.scenario import Override
+from ..judge.reparam import EXPORT
+from ..signatures.deploy import EXPORTERS
 from .base import LoadingPath
 
 ORDER = 110
-EXPORTERS = ("torch_export", "jit", "onnx")
 
 
 def export_roundtrip(model, workdir, spec):
@@ -96,22 +95,6 @@ def export_roundtrip(model, workdir, spec):
             "unfused_forward": lambda x: run(unfused, x)}
 
 
-def export_check(source, loaded, x, reference, rtol=1e-4):
-    """Repro check: the deploy model runs eagerly, exports, and the export matches eager."""
-    import torch
-
-    with torch.no_grad():
-        eager = loaded["model"](x)  # raising here is a model bug, not the exporter's
-    try:
-        output = loaded["forward"](x)
-    except Exception:
-        print(loaded["exporter"], "failed at stage", loaded["stage"]["now"])
-        raise
-    result = compare_scaled(eager, output, rtol)
-    print("exported vs eager:", result)
-    assert result["ok"], "the exported model disagrees with the eager model"
-
-
 def export_overrides(model_name: str) -> list[Override]:
     return [Override.of(exporter, exporter=exporter) for exporter in EXPORTERS]
 
@@ -125,12 +108,9 @@ PATH = LoadingPath(
     name="export",
     summary="reparameterize_model -> torch.export / torch.jit.script / torch.onnx+onnxruntime, vs eager",
     roundtrip=export_roundtrip,
-    helpers=(compare_scaled, export_check),
     overrides=export_overrides,
     source_kwargs=_source_kwargs,
-    judge=judge_export,
-    repro_prepare=repro_prepare('export_check'),
-    signatures=(NONE_MODULE_CALLED, *(s for e in EXPORTERS for s in export_signatures(e))),
+    check=EXPORT,
     # Three exporters for every model cost more than the rest of the smoke tier: opt in with --paths.
     default=False,
 )

@@ -7,10 +7,14 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from ..adapted import SIGNATURES, adapted_repro_prepare, judge_adapted, override_axis, override_reason
-from ..evidence import Evidence
-from ..expected import adapted_state
-from ..foreign_layouts import (
+from ..core.evidence import Evidence
+from ..core.scenario import Override
+from ..core.versions import missing
+from ..judge.adapted import ADAPTED, adapted_repro_prepare, judge_adapted
+from ..source.meta import meta_model
+from ..source.models import SourceModel
+from .base import LoadingPath
+from .support.foreign_layouts import (
     OPEN_CLIP_CONFIGS,
     TRUNK_EMBED_DIM,
     clip_key_map,
@@ -22,12 +26,7 @@ from ..foreign_layouts import (
     with_classifier,
     write_foreign,
 )
-from ..meta import meta_model
-from ..renames import KEY_LAYOUT_MISMATCH
-from ..scenario import Override
-from ..source import SourceModel
-from ..versions import missing
-from .base import LoadingPath
+from .support.overrides import override_axis, override_reason
 
 ORDER = 85
 
@@ -37,11 +36,11 @@ def _vit_modules() -> frozenset[str]:
     """timm model modules that can build a VisionTransformer at all (they hold the class or a subclass)."""
     import sys
 
-    from timm.models import _registry
+    import timm
     from timm.models.vision_transformer import VisionTransformer
 
     found = set()
-    for module_name in set(_registry._model_to_module.values()):
+    for module_name in timm.list_modules():
         module = sys.modules.get(f"timm.models.{module_name}")
         if module and any(isinstance(v, type) and issubclass(v, VisionTransformer) for v in vars(module).values()):
             found.add(module_name)
@@ -58,9 +57,12 @@ def _is_vit(name: str) -> bool:
 
 
 def _timm_module(name: str) -> str | None:
-    from timm.models import _registry
+    """The timm.models module that registers `name` (its short name), by timm's public registry API."""
+    import timm
 
-    return _registry._model_to_module.get(name)
+    if not timm.is_model(name):
+        return None
+    return timm.models.model_entrypoint(name).__module__.rsplit(".", 1)[-1]
 
 
 @cache
@@ -163,6 +165,13 @@ def judge_foreign(source: SourceModel, loaded: dict[str, Any]) -> Evidence:
     return evidence
 
 
+# The adapted-load check, on what the documented key map makes of the foreign file (as judge_foreign does).
+FOREIGN = ADAPTED.with_judge(
+    judge_foreign, clip_key_map, internvit_key_map, rename_keys, timm_to_clip_visual, write_foreign,
+    clip_visual_to_timm, foreign_to_timm, with_classifier,
+    repro_prepare=adapted_repro_prepare('with_classifier(foreign_to_timm(loaded["layout"], loaded["foreign_state"]), '
+                                        '(source.pretrained_cfg or dict()).get("classifier") or "head")'))
+
 PATH = LoadingPath(
     name="foreign",
     summary="a foreign-layout checkpoint (open_clip's own writer / documented key map) -> "
@@ -170,16 +179,9 @@ PATH = LoadingPath(
     roundtrip=foreign_roundtrip,
     structural=True,
     structural_cells=first_layout,
-    helpers=(clip_key_map, internvit_key_map, rename_keys, timm_to_clip_visual, write_foreign, clip_visual_to_timm,
-             foreign_to_timm, with_classifier, adapted_state),
     requires=lambda: missing("open_clip", "2.20", "open_clip's writers"),
     overrides=foreign_overrides,
     applies=foreign_applies,
     source_kwargs=foreign_source_kwargs,
-    judge=judge_foreign,
-    signatures=(KEY_LAYOUT_MISMATCH, *SIGNATURES),
-    # The expected checkpoint is what the documented key map makes of the foreign file, as judge_foreign does.
-    repro_prepare=adapted_repro_prepare(
-        'with_classifier(foreign_to_timm(loaded["layout"], loaded["foreign_state"]), '
-        '(source.pretrained_cfg or dict()).get("classifier") or "head")'),
+    check=FOREIGN,
 )

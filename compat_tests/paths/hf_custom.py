@@ -1,6 +1,6 @@
 """A user's own PreTrainedModel holding a timm model as a submodule, as VLMs embed a vision tower."""
 
-from ..versions import missing
+from ..core.versions import missing
 from .base import LoadingPath
 
 ORDER = 70

@@ -1,9 +1,9 @@
 """Back from transformers: TimmWrapper save_pretrained -> timm create_model('local-dir:...')."""
 
-from ..versions import missing
+from ..core.versions import missing
 from .base import LoadingPath
-from .hf_auto import TIMM_WRAPPER, hf_auto_roundtrip
-from .timm_hub import LOCAL_DIR
+from .hf_auto import TIMM_WRAPPER, hf_auto_roundtrip, load_timm_wrapper
+from .timm_hub import LOCAL_DIR, load_local_dir
 
 ORDER = 60
 
@@ -11,19 +11,16 @@ ORDER = 60
 def hf_to_timm_roundtrip(model, workdir, spec):
     import os
 
-    import timm
-
     via_transformers = hf_auto_roundtrip(model, os.path.join(workdir, "from_timm"), spec)
     saved = os.path.join(workdir, "from_transformers")
     via_transformers["wrapper"].save_pretrained(saved)
-    loaded = timm.create_model("local-dir:" + saved, pretrained=True)
-    return {"model": loaded.eval()}
+    return load_local_dir(saved)
 
 
 PATH = LoadingPath(
     name="hf_to_timm",
     summary="TimmWrapper.from_pretrained -> save_pretrained -> timm.create_model('local-dir:' + dir)",
     roundtrip=hf_to_timm_roundtrip,
-    helpers=(hf_auto_roundtrip,),
+    helpers=(load_timm_wrapper, hf_auto_roundtrip, load_local_dir),
     requires=lambda: missing(*TIMM_WRAPPER) or missing(*LOCAL_DIR),
 )

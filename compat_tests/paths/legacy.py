@@ -12,15 +12,16 @@ from typing import Any
 
 import torch
 
-from .. import manifest
-from ..evidence import Evidence, from_exception
-from ..legacy_signatures import LEGACY_SIGNATURES
-from ..oracle import OUTPUT_RTOL, compare_outputs, diff_state
-from ..scenario import Override
-from ..source import SourceModel, make_input
-from ..versions import at_least, installed, missing
+from ..core.evidence import Evidence, from_exception
+from ..core.scenario import Override
+from ..core.versions import at_least, installed, missing
+from ..judge.check import Check
+from ..judge.oracle import OUTPUT_RTOL, compare_outputs, diff_state, forward_into, state_evidence
+from ..source.models import SourceModel, make_input
 from .base import LoadingPath
-from .timm_hub import LOCAL_DIR
+from .hf_auto import load_timm_wrapper
+from .support import manifest
+from .timm_hub import LOCAL_DIR, load_local_dir
 
 ORDER = 120
 
@@ -75,19 +76,9 @@ def legacy_roundtrip(model, workdir, spec):
             result.update(model=loaded, missing_keys=list(info.missing_keys),
                           unexpected_keys=list(info.unexpected_keys))
         elif kind == "timm_hub":
-            result["model"] = timm.create_model("local-dir:" + os.path.dirname(first), pretrained=True)
+            result.update(load_local_dir(os.path.dirname(first)))
         elif kind == "hf_pretrained":
-            import transformers
-
-            wrapper, info = transformers.AutoModelForImageClassification.from_pretrained(
-                os.path.dirname(first), output_loading_info=True)
-            wrapper.eval()
-            result.update(
-                model=wrapper.timm_model,
-                forward=lambda x: wrapper(pixel_values=x).logits,
-                missing_keys=[k.removeprefix("timm_model.") for k in info.get("missing_keys", [])],
-                unexpected_keys=[k.removeprefix("timm_model.") for k in info.get("unexpected_keys", [])],
-            )
+            result.update(load_timm_wrapper(os.path.dirname(first)))
         else:
             raise ValueError(f"unknown artifact kind {kind!r}")
     except Exception as error:  # the load itself failed: that is the finding
@@ -160,20 +151,10 @@ def legacy_judge(source: SourceModel, loaded: dict[str, Any]) -> Evidence:
         raise RuntimeError(f"the seeded input for {extra['artifact']} differs from the producer's")
     module: torch.nn.Module = loaded["model"]
     report = diff_state(loaded["reference_state"], module.state_dict())
-    evidence = Evidence(
-        missing_keys=sorted(set(report["missing"]) | set(loaded.get("missing_keys") or [])),
-        unexpected_keys=sorted(set(report["unexpected"]) | set(loaded.get("unexpected_keys") or [])),
-        shape_mismatches=report["shape"],
-        dtype_mismatches=report["dtype"],
-        value_mismatches=report["values"],
-        extra=extra,
-    )
-    forward = loaded.get("forward") or module
-    try:
-        with torch.no_grad():
-            output = forward(x)
-    except Exception as error:  # loaded, but the old object no longer runs under today's code
-        evidence.exception = from_exception(error).exception
+    evidence = state_evidence(report, loaded, extra=extra)
+    # Loaded, but the old object may no longer run under today's code.
+    output = forward_into(evidence, loaded.get("forward") or module, x)
+    if output is None:
         return evidence
     evidence.output = compare_outputs(loaded["reference_output"], output, OUTPUT_RTOL)
     return evidence
@@ -195,12 +176,11 @@ PATH = LoadingPath(
     name="legacy",
     summary="artifacts written by older timm/transformers (fixtures/manifest.json) -> loaded by the installed ones",
     roundtrip=legacy_roundtrip,
+    helpers=(load_timm_wrapper, load_local_dir),
     requires=_requires,
     overrides=legacy_overrides,
     applies=legacy_applies,
     source_kwargs=legacy_source_kwargs,
-    judge=legacy_judge,
-    signatures=LEGACY_SIGNATURES,
-    repro_prepare=REPRO_PREPARE,
+    check=Check(legacy_judge, repro_prepare=REPRO_PREPARE),
     sampled=False,
 )

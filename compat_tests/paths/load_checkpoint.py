@@ -8,11 +8,10 @@ from __future__ import annotations
 import importlib
 from functools import cache
 
-from ..adapted import SIGNATURES, adapted_repro_prepare, axis_overrides, judge_adapted, override_reason
-from ..expected import adapted_state
-from ..renames import KEY_LAYOUT_MISMATCH
-from ..scenario import BASE, Override
+from ..core.scenario import BASE, Override
+from ..judge.adapted import ADAPTED
 from .base import LoadingPath
+from .support.overrides import axis_overrides, override_reason
 
 ORDER = 82
 FILTERED = ("img_size_", "patch_size_", "dynamic_img_size")
@@ -59,11 +58,8 @@ PATH = LoadingPath(
     roundtrip=load_checkpoint_roundtrip,
     structural=True,
     structural_default=False,
-    helpers=(adapted_state,),
     overrides=load_checkpoint_overrides,
     applies=load_checkpoint_applies,
     source_kwargs=lambda override: {},  # a plain checkpoint, loaded into the overridden model
-    judge=judge_adapted,
-    signatures=(*SIGNATURES, KEY_LAYOUT_MISMATCH),
-    repro_prepare=adapted_repro_prepare(),
+    check=ADAPTED,
 )

@@ -8,9 +8,7 @@ the same non-persistent buffers and outputs within the base oracle's 1e-5.
 
 from __future__ import annotations
 
-from ..oracle import compare_outputs, diff_state
-from ..reparam_checks import judge_roundtrip, repro_prepare
-from ..reparam_signatures import REPARAM_SIGNATURES
+from ..judge.reparam import REPARAM_ROUNDTRIP
 from .base import LoadingPath
 from .reparam import reparam_overrides
 
@@ -37,31 +35,10 @@ def fused_save_roundtrip(model, workdir, spec):
     return {"model": skeleton.eval(), "pickled": pickled.eval(), "fused": fused}
 
 
-def fused_save_check(source, loaded, x, reference):
-    """Repro check: both reloads equal the fused model in keys, tensors and outputs."""
-    import torch
-
-    with torch.no_grad():
-        expected = loaded["fused"](x)
-    failures = {}
-    for save, key in (("state_dict", "model"), ("pickle", "pickled")):
-        report = diff_state(loaded["fused"].state_dict(), loaded[key].state_dict())
-        with torch.no_grad():
-            output = compare_outputs(expected, loaded[key](x), 1e-5)
-        problems = {k: v[:10] for k, v in report.items() if v}
-        print(save, "problems:", problems, "output:", output)
-        if problems or not output["ok"]:
-            failures[save] = problems or output
-    assert not failures, f"reloaded fused model differs: {failures}"
-
-
 PATH = LoadingPath(
     name="reparam_roundtrip",
     summary="reparameterize_model -> torch.save(state_dict) into a fused skeleton, and torch.save(model)",
     roundtrip=fused_save_roundtrip,
-    helpers=(fused_save_check,),
     overrides=reparam_overrides,
-    judge=judge_roundtrip,
-    repro_prepare=repro_prepare('fused_save_check'),
-    signatures=REPARAM_SIGNATURES,
+    check=REPARAM_ROUNDTRIP,
 )

@@ -1,1 +1,0 @@
-"""The self-contained HTML report's assets, kept as Python strings so they ship with the package."""

@@ -1,0 +1,1 @@
+"""What several loading paths share: the override axis, foreign checkpoint layouts, the legacy manifest."""

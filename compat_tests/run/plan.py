@@ -1,0 +1,158 @@
+"""The plan of a run: which cells (scenarios) the options select, and which models are skipped whole, with
+why. Plain Python over the registry and the loading paths, so it can be tested without pytest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..core.scenario import BASE, Scenario, sample_overrides
+from ..core.versions import installed
+from ..paths import all_paths
+from ..paths.base import LoadingPath
+from .selection import Selection, SelectionError, count_params_meta, parse_count, select, split_globs
+from .sharding import recorded_durations, select_shard
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the user asked for (the matrix's command-line options)."""
+
+    models: str | None = None
+    exclude: str | None = None
+    tier: str = "smoke"
+    max_params: str | None = None
+    paths: str | None = None
+    explore: int = 0
+    shard: str | None = None
+    shard_durations: str | None = None
+
+    @property
+    def sampled(self) -> bool:
+        # A default run (no --paths) is a smoke run: each override axis is sampled, rotating across the
+        # models so the tier still covers every override; naming a path runs its whole grid.
+        return not self.paths
+
+    @property
+    def structural(self) -> bool:
+        return self.tier == "structural"
+
+
+@dataclass
+class Plan:
+    scenarios: list[Scenario] = field(default_factory=list)
+    skip_models: dict[str, str] = field(default_factory=dict)
+
+
+class Store(Protocol):
+    """Where parameter counts persist between runs (pytest's cache: get(key, default) and set(key, value))."""
+
+    def get(self, key: str, default: Any) -> Any: ...
+
+    def set(self, key: str, value: Any) -> None: ...
+
+
+def selected_paths(paths: str | None) -> list[str]:
+    """The loading paths `--paths` names (default: every default path); an unknown name is a SelectionError."""
+    known = all_paths()
+    wanted = split_globs(paths) or [name for name, p in known.items() if p.default]
+    unknown = [p for p in wanted if p not in known]
+    if unknown:
+        raise SelectionError(f"--paths: unknown path(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return wanted
+
+
+class ParamCounts:
+    """Parameter counts are costly for the whole registry: kept in a store per timm release, and written back
+    once after selection rather than once per model."""
+
+    def __init__(self, store: Store | None) -> None:
+        self.store = store
+        self.key = f"timm-compat/param-counts/{installed()['timm']}"
+        self.counts: dict[str, int | None] = dict(store.get(self.key, {}) if store else {})
+        self.added = False
+
+    def __call__(self, name: str) -> int | None:
+        if name not in self.counts:
+            self.counts[name] = count_params_meta(name)
+            self.added = True
+        return self.counts[name]
+
+    def save(self) -> None:
+        if self.store and self.added:
+            self.store.set(self.key, self.counts)
+
+
+def make_plan(options: Options, store: Store | None = None) -> Plan:
+    """Every cell the options select, in order; tier models this timm lacks and models over the parameter
+    budget become one skipped cell each, and unknown patterns one error cell each, so the report shows them."""
+    selection = _select(options, store)
+    chosen = selected_paths(options.paths)
+    paths = all_paths()
+    if options.structural and options.sampled:
+        chosen = [name for name in chosen if paths[name].structural and paths[name].structural_default]
+    plan = Plan()
+    for index, model in enumerate(selection.models):
+        for name in chosen:
+            plan.scenarios += _cells(model, index, paths[name], options)
+    if options.explore and "pretrained_file" in chosen:
+        plan.scenarios += explored(selection.models, options.explore)
+    plan.scenarios += [Scenario(pattern, "create_model") for pattern in selection.unknown]
+    plan.skip_models = _skipped(selection, options)
+    plan.scenarios += [Scenario(model, "create_model") for model in plan.skip_models]
+    if options.shard:
+        durations = recorded_durations(Path(p) for p in split_globs(options.shard_durations))
+        plan.scenarios = select_shard(plan.scenarios, options.shard, durations)
+    return plan
+
+
+def _select(options: Options, store: Store | None) -> Selection:
+    import timm
+
+    counts = ParamCounts(store)
+    selection = select(timm.list_models(), models=options.models, exclude=options.exclude, tier=options.tier,
+                       max_params=parse_count(options.max_params) if options.max_params is not None else None,
+                       count=counts)
+    counts.save()
+    return selection
+
+
+def _cells(model: str, index: int, path: LoadingPath, options: Options) -> list[Scenario]:
+    """One model's cells on one path: its override grid, sampled in a default run; on the meta device in the
+    structural tier, where a default run takes only the path's few structural cells (every cell builds the
+    model again, and the whole registry has to fit in minutes)."""
+    if options.structural and not path.structural:
+        return [Scenario(model, path.name, BASE, meta=True)]  # one cell saying why not
+    if options.structural and options.sampled:
+        return [Scenario(model, path.name, o, meta=True) for o in path.structural_cells(model)]
+    overrides = path.overrides(model)
+    if options.sampled and path.sampled:
+        overrides = sample_overrides(overrides, index)
+    return [Scenario(model, path.name, o, meta=options.structural) for o in overrides]
+
+
+def _skipped(selection: Selection, options: Options) -> dict[str, str]:
+    timm_version = installed()["timm"]
+    skipped = {model: f"not applicable: timm {timm_version} has no {model} (the smoke tier lists it)"
+               for model in selection.absent}
+    for model, size in selection.too_large.items():
+        skipped[model] = f"skipped: {size / 1e6:.1f}M parameters > --max-params {options.max_params}"
+    return skipped
+
+
+def explored(models: list[str], n: int) -> list[Scenario]:
+    """Shrunk failing override combinations, found by running cells now. Derandomized, so every xdist
+    worker collects the same cells (each explores on its own: --explore is an opt-in cost)."""
+    from ..source.models import SourceCache
+    from .explore import explore
+    from .runner import run_scenario
+
+    cache = SourceCache()
+    found: list[Scenario] = []
+    for model in models:
+        def passes(override, model=model) -> bool:
+            return run_scenario(Scenario(model, "pretrained_file", override), cache).status != "failed"
+
+        found += [Scenario(model, "pretrained_file", o) for o in explore(model, n, passes)]
+    return found

@@ -1,0 +1,135 @@
+"""Runs one scenario end to end and turns what happened into a Result. Never raises for a product
+failure: the library's exceptions become evidence; only the harness's own bugs are `error`s."""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import os
+import tempfile
+import time
+import traceback
+
+from ..core.evidence import Evidence, NotApplicable, from_exception
+from ..core.result import Result
+from ..core.scenario import Scenario
+from ..core.versions import installed
+from ..judge.oracle import judge_structure
+from ..paths import all_paths
+from ..paths.base import LoadingPath
+from ..repro.script import script
+from ..signatures.catalog import classify, is_limitation
+from ..source.meta import MetaShapes, meta_limitation
+from ..source.models import DEFAULT_SEED, SourceCache, SourceModel
+
+# Saves go to RAM where the machine has it: the matrix writes thousands of checkpoints.
+_RAM_DIR = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+
+
+class _Done(Exception):
+    """The cell's outcome is already in its result: stop running it."""
+
+
+def _unknown_model(name: str) -> str | None:
+    import timm
+
+    if timm.is_model(name):
+        return None
+    close = difflib.get_close_matches(name, timm.list_models(), n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return f"unknown model {name!r}: not in timm {installed()['timm']}'s registry{hint}"
+
+
+def run_scenario(scenario: Scenario, cache: SourceCache, run_id: str = "", seed: int = DEFAULT_SEED) -> Result:
+    started = time.perf_counter()
+    result = Result.for_scenario(scenario, "passed", run_id)
+    try:
+        _run(scenario, cache, seed, result)
+    except _Done:
+        pass
+    except Exception as e:  # a bug of the harness itself: say so, never blame the library
+        result.status, result.signature = "error", f"harness-error:{type(e).__name__}"
+        result.message = f"timm-compat itself failed: {e!r} ({traceback.format_exc(limit=-1).strip()})"
+    result.duration_s = round(time.perf_counter() - started, 3)
+    return result
+
+
+def _stop(result: Result, status: str, message: str, signature: str = "") -> _Done:
+    result.status, result.message, result.signature = status, message, signature
+    return _Done()
+
+
+def _run(scenario: Scenario, cache: SourceCache, seed: int, result: Result) -> None:
+    path = _applicable_path(scenario, result)
+    source_kwargs = path.source_kwargs(scenario.override)
+    spec = {"name": scenario.model, "kwargs": scenario.override.as_dict(), "seed": seed,
+            "source_kwargs": source_kwargs}
+    source = _source(scenario, path, cache, source_kwargs, seed, result)
+    evidence = _load_and_judge(scenario, path, source, spec, result)
+    _conclude(result, evidence, path, spec, source.input_size, scenario.meta)
+
+
+def _applicable_path(scenario: Scenario, result: Result) -> LoadingPath:
+    """The cell's loading path, once it is known to apply to this model under the installed releases."""
+    paths = all_paths()
+    path = paths.get(scenario.path)
+    if path is None:
+        raise _stop(result, "error", f"unknown loading path {scenario.path!r}; known: {', '.join(paths)}",
+                    "unknown-path")
+    if reason := _unknown_model(scenario.model):
+        raise _stop(result, "error", reason, "unknown-model")
+    if scenario.meta and not path.structural:
+        raise _stop(result, "skipped", f"not applicable: {path.name} is not checked on the meta device "
+                                       "(its loader needs tensor data)")
+    if reason := path.requires() or path.applies(scenario.model, scenario.override):
+        raise _stop(result, "skipped", f"not applicable: {reason}")
+    return path
+
+
+def _source(scenario: Scenario, path: LoadingPath, cache: SourceCache, source_kwargs: dict, seed: int,
+            result: Result) -> SourceModel:
+    try:
+        return cache.get(scenario.model, source_kwargs, seed, meta=scenario.meta)
+    except Exception as e:
+        if scenario.meta and (reason := meta_limitation(e)):
+            raise _stop(result, "skipped", f"not checkable on the meta device: the build needs values: {reason}") \
+                from None
+        evidence = from_exception(e)
+        result.evidence = evidence.to_json()
+        name, message = classify(evidence, path.name)
+        # The baseline cell owns the cause; every other cell of the model cannot run.
+        if scenario.path == "create_model":
+            raise _stop(result, "failed", message, name) from None
+        raise _stop(result, "error", f"the source model cannot be built: {message}", "source-unbuildable") from None
+
+
+def _load_and_judge(scenario: Scenario, path: LoadingPath, source: SourceModel, spec: dict,
+                    result: Result) -> Evidence:
+    with tempfile.TemporaryDirectory(prefix="timm-compat-", dir=_RAM_DIR) as workdir:
+        try:
+            with MetaShapes() if scenario.meta else contextlib.nullcontext():
+                loaded = path.roundtrip(source.model, workdir, spec)
+        except Exception as e:
+            if scenario.meta and (reason := meta_limitation(e)):
+                raise _stop(result, "skipped", f"not checkable on the meta device: {reason}") from None
+            return from_exception(e)
+        try:
+            return (judge_structure if scenario.meta else path.check.judge)(source, loaded)
+        except NotApplicable as e:
+            raise _stop(result, "skipped", f"not applicable: {e}") from None
+        finally:
+            del loaded
+
+
+def _conclude(result: Result, evidence: Evidence, path: LoadingPath, spec: dict, input_size: tuple[int, ...],
+              meta: bool = False) -> None:
+    result.evidence = evidence.to_json()
+    if evidence.clean:
+        return
+    result.status = "failed"
+    result.signature, result.message = classify(evidence, path.name)
+    result.repro = script(result.id, path, spec, input_size, result.versions, meta=meta)
+    if is_limitation(result.signature):
+        # An exporter that cannot handle the architecture at all: reported, but not a loading failure.
+        result.status = "skipped"
+        result.message = f"limitation, not a loading failure: {result.message}"

@@ -1,0 +1,92 @@
+"""Which models the matrix runs: tiers, fnmatch globs over timm's registry, and a parameter budget."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from .tiers import SMOKE, TIERS
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMbBgG]?)\s*$")
+_SCALE = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9}
+
+
+class SelectionError(ValueError):
+    """Bad user input to model selection; the message says what to type instead."""
+
+
+@dataclass
+class Selection:
+    models: list[str] = field(default_factory=list)
+    # Patterns from --models that matched no registered model: each is recorded as an error.
+    unknown: list[str] = field(default_factory=list)
+    # Tier models this timm release does not have.
+    absent: list[str] = field(default_factory=list)
+    # Models skipped by --max-params, with their parameter counts.
+    too_large: dict[str, int] = field(default_factory=dict)
+
+
+def parse_count(text: str) -> int:
+    """'30M' -> 30_000_000; '1.5B', '500k' and plain integers too."""
+    m = _SIZE.match(text or "")
+    if not m:
+        raise SelectionError(f"--max-params expects a count like 25M, 1.5B or 3000000, not {text!r}")
+    return int(float(m.group(1)) * _SCALE[m.group(2).lower()])
+
+
+def split_globs(text: str | None) -> list[str]:
+    return [p.strip() for p in (text or "").split(",") if p.strip()]
+
+
+def count_params_meta(name: str) -> int | None:
+    """Parameter count of `name` built on the meta device: no memory allocated. None if it can't be built so."""
+    import timm
+
+    from ..source.meta import MetaShapes
+
+    try:
+        with MetaShapes():
+            model = timm.create_model(name, pretrained=False)
+    except Exception:  # some constructors compute on real tensors; such models are never skipped for size
+        return None
+    return sum(p.numel() for p in model.parameters())
+
+
+def select(
+    registry: Iterable[str],
+    models: str | None = None,
+    exclude: str | None = None,
+    tier: str = "smoke",
+    max_params: int | None = None,
+    count: Callable[[str], int | None] = count_params_meta,
+) -> Selection:
+    registry = list(registry)
+    known = set(registry)
+    selection = Selection()
+    if tier not in TIERS:
+        raise SelectionError(f"--tier must be one of {', '.join(TIERS)}, not {tier!r}")
+    patterns = split_globs(models)
+    if patterns:
+        chosen: dict[str, None] = {}
+        for pattern in patterns:
+            hits = fnmatch.filter(registry, pattern)
+            if not hits:
+                selection.unknown.append(pattern)
+            chosen.update(dict.fromkeys(hits))
+        names = list(chosen)
+    elif tier == "smoke":
+        names = [n for n in SMOKE if n in known]
+        selection.absent = [n for n in SMOKE if n not in known]
+    else:
+        names = registry
+    excluded = split_globs(exclude)
+    names = [n for n in names if not any(fnmatch.fnmatchcase(n, p) for p in excluded)]
+    for name in names:
+        size = count(name) if max_params is not None else None
+        if size is not None and max_params is not None and size > max_params:
+            selection.too_large[name] = size
+        else:
+            selection.models.append(name)
+    return selection

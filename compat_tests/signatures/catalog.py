@@ -1,0 +1,173 @@
+"""The catalog: every failure name the suite gives, in the one order in which they are tried.
+
+A cell's evidence is named by the first entry, among those scoped to its loading path (or to every path),
+whose detector matches: so the most specific come first. Adding a failure name is adding one entry here
+(with its detector in the module of its kind) and a real-fault selftest (tests/test_signatures.py walks
+this catalog). Nothing here imports torch: the report tools re-classify recorded evidence with it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+
+from ..core.evidence import Evidence
+from ..core.result import Result
+from . import adapted, deploy, legacy, loads
+from .detect import Signature
+from .renames import key_layout
+
+ADAPTED_LOADS = ("pretrained_file", "load_checkpoint", "foreign")
+FUSED = ("reparam", "reparam_roundtrip")
+
+
+def _export_entries(exporter: str) -> tuple[Signature, ...]:
+    scope = ("export",)
+    return (
+        Signature(f"export-broken-by-reparam:{exporter}",
+                  f"reparameterization made the model unexportable by {exporter}",
+                  "the fuse/reparameterize method left state the exporter cannot handle (e.g. a list "
+                  "where a ModuleList was)", deploy.export_broken(exporter), scope),
+        Signature(f"export-unsupported:{exporter}",
+                  f"{exporter} cannot handle this architecture (an exporter limitation, not a loading bug)",
+                  "track it against the exporter; the eager model is correct", deploy.export_unsupported(exporter),
+                  scope, limitation=True),
+        Signature(f"export-mismatch:{exporter}", f"the {exporter} export runs but disagrees with eager",
+                  "the exporter or the model's export-specific code path computes something else",
+                  deploy.export_mismatch(exporter), scope, needs_values=True),
+    )
+
+
+CATALOG: tuple[Signature, ...] = (
+    # The process itself went away: nothing else in the evidence can be trusted, so these come first.
+    Signature("crash", "the process running the scenario died (segfault, abort, out of memory)",
+              "run the repro script alone; look for a native crash or the OOM killer", loads.crash),
+    Signature("timeout", "the scenario did not finish within its time limit",
+              "run the repro script alone; a hang in save/load or a pathologically slow forward", loads.timeout),
+    # Files written by an older release (the legacy path's judge records artifact, kind and stage).
+    Signature("legacy-artifact-tampered", "a legacy artifact's sha256 differs from the manifest; it was not loaded",
+              "regenerate it with the manifest's command, or restore the committed file", legacy.tampered,
+              ("legacy",)),
+    Signature("missing-attribute-after-unpickle",
+              "an object pickled by an older release lacks an attribute today's code reads",
+              "read new attributes with getattr(self, name, default), or set them in __setstate__",
+              legacy.missing_attribute, ("legacy",)),
+    Signature("class-moved-or-renamed", "unpickling cannot find a class or module the older release pickled",
+              "keep an alias at the old import path", legacy.class_moved, ("legacy",)),
+    Signature("legacy-output-mismatch",
+              "the legacy artifact loads with the producer's exact tensors but computes a different output",
+              "forward code or non-persistent state changed between the releases", legacy.legacy_output_mismatch,
+              ("legacy",), needs_values=True),
+    # Fused (deployment) models: a None call explains every later symptom.
+    Signature("none-module-called", "forward calls a submodule that reparameterization set to None",
+              "the fuse/reparameterize method must leave an nn.Identity (or the forward must skip the None slot)",
+              deploy.none_module_called, (*FUSED, "export")),
+    Signature("reparam-output-drift",
+              "the fused model's outputs differ from the unfused model's beyond float rounding",
+              "a branch, norm or bias was dropped or mis-folded by the fuse/reparameterize method",
+              deploy.reparam_drift, FUSED, needs_values=True),
+    *(entry for exporter in deploy.EXPORTERS for entry in _export_entries(exporter)),
+    # Checkpoints loaded with a converter and overrides: a layout no converter mapped explains every later
+    # symptom (a resample cannot happen to keys that never arrived).
+    Signature("key-layout-mismatch",
+              "the checkpoint uses another naming scheme than the model and no converter mapped it",
+              "add a converter for this layout to the model's checkpoint_filter_fn (the renames below are what "
+              "it must do)", key_layout, ADAPTED_LOADS),
+    Signature("patch-resample-skipped", "the patch embedding was not resampled to the requested patch size",
+              "the checkpoint filter must call resample_patch_embed on every layout it converts",
+              adapted.patch_skipped, ADAPTED_LOADS),
+    Signature("pos-embed-resample-skipped", "the position embedding was not resampled to the model's grid",
+              "the checkpoint filter must call resample_abs_pos_embed on every layout it converts",
+              adapted.pos_skipped, ADAPTED_LOADS),
+    Signature("rel-pos-table-resize-skipped",
+              "a window's relative position bias table was not resized to its window",
+              "the checkpoint filter must call resize_rel_pos_bias_table for every window an override changed",
+              adapted.rel_pos_skipped, ADAPTED_LOADS),
+    Signature("input-conv-not-adapted", "the first conv was not adapted to the requested in_chans",
+              "load_pretrained must run adapt_input_conv on the pretrained_cfg first_conv", adapted.conv_not_adapted,
+              ADAPTED_LOADS),
+    Signature("classifier-not-reset", "the classifier was kept although num_classes changed",
+              "drop the pretrained_cfg classifier keys when num_classes differs", adapted.classifier_not_reset,
+              ADAPTED_LOADS),
+    # Any path.
+    Signature("hub-access-on-local-load", "loading from a local file still asked the model hub for weights",
+              "a nested pretrained download (e.g. a hybrid ViT's backbone built with pretrained=True): "
+              "offline users cannot load the file at all", loads.hub_access),
+    Signature("shared-tensors-refused", "the model reuses one tensor under several keys and the writer refuses it",
+              "safetensors (and save_pretrained) will not store shared tensors: save with safetensors' save_model, "
+              "declare _tied_weights_keys, or stop sharing the module", loads.shared_tensors),
+    Signature("kwarg-conflict", "the loader passed the same argument to the model constructor twice",
+              "drop the argument from one source (the saved config's model_args or the loader's own keyword)",
+              loads.kwarg_conflict),
+    Signature("layerscale-gamma-renamed", "keys ending in .gamma/.beta were renamed to .weight/.bias on load",
+              "transformers' legacy gamma->weight rename (<=4.48): upgrade, or rename the keys back",
+              loads.gamma_renamed),
+    Signature("key-prefix-mismatch", "every key differs from the model's by one wrapper prefix",
+              "strip or add the prefix before load_state_dict", loads.prefix_mismatch),
+    Signature("shape-mismatch", "a checkpoint tensor has a different shape than the model's",
+              "check the model arguments the checkpoint was saved with", loads.shape_mismatch),
+    Signature("missing-keys", "the model has keys the checkpoint lacks", "compare the key sets", loads.missing),
+    Signature("unexpected-keys", "the checkpoint has keys the model lacks", "compare the key sets", loads.unexpected),
+    Signature("dtype-changed", "a loaded tensor's dtype differs from the saved one",
+              "check the loader's dtype defaults", loads.dtype_changed),
+    Signature("nonpersistent-buffer-not-rebuilt",
+              "buffers the model computes in __init__ (not saved) hold other values after loading",
+              "the loader built the model without running its init (meta device); recompute these buffers",
+              loads.buffer_not_rebuilt, needs_values=True),
+    Signature("silent-reinit", "the load reported success but tensors kept their fresh initial values",
+              "a loader skipped or renamed these keys without reporting them", loads.silent_reinit, needs_values=True),
+    Signature("tensor-mismatch", "loaded tensors differ from the saved ones",
+              "a loader transformed values it should have copied", loads.tensor_mismatch, needs_values=True),
+    Signature("module-config-differs", "equal weights, but the loader built layers with other settings",
+              "the model is constructed differently on this path (timm builds some models differently when "
+              "pretrained=True, e.g. BatchNorm eps); save or pass those arguments with the checkpoint",
+              loads.module_config, needs_values=True),
+    Signature("output-mismatch", "weights match but outputs differ from the source model's",
+              "non-persistent state or forward code differs between saved and loaded model", loads.output_mismatch,
+              needs_values=True),
+)
+
+BY_NAME = {s.name: s for s in CATALOG}
+
+
+def scoped(path: str | None) -> tuple[Signature, ...]:
+    """The entries a cell of `path` can be named by, in catalog order (an unknown path: the unscoped ones)."""
+    return tuple(s for s in CATALOG if s.scoped_to(path))
+
+
+def needs_values(pattern: str) -> bool:
+    """Whether every signature matching `pattern` (a baseline entry's glob) is seen only in values."""
+    matched = [s for s in CATALOG if fnmatch.fnmatchcase(s.name, pattern)]
+    return bool(matched) and all(s.needs_values for s in matched)
+
+
+def is_limitation(name: str) -> bool:
+    """Whether `name` is a tool's known limit (Signature.limitation), not a loading failure."""
+    return name in BY_NAME and BY_NAME[name].limitation
+
+
+def classify(ev: Evidence, path: str | None = None) -> tuple[str, str]:
+    """(signature, one-line message) for failing evidence of a cell of `path`."""
+    for signature in scoped(path):
+        detail = signature.detect(ev)
+        if detail:
+            return signature.name, f"{signature.explains}: {detail}"
+    if ev.exception:
+        first_line = (ev.exception["message"].strip().splitlines() or [""])[0][:300]
+        where = f" at {ev.exception['where']}" if ev.exception.get("where") else ""
+        return f"exception:{ev.exception['type']}", f"{ev.exception['type']}: {first_line}{where}"
+    return "unclassified", "the oracle flagged this load but no signature matches the evidence"
+
+
+def classify_record(result: Result) -> tuple[str, str]:
+    """Re-derive a recorded failure's (signature, message) from its evidence with today's catalog.
+
+    Records without evidence (harness errors, unknown models) keep what they recorded.
+    """
+    if not result.evidence or result.status not in ("failed", "xfailed"):
+        return result.signature, result.message
+    return classify(Evidence.from_json(result.evidence), result.path)
+
+
+def needs_signature(name: str) -> bool:
+    """Failures still named only by their exception type: candidates for a new catalog entry."""
+    return name.startswith("exception:") or name == "unclassified"

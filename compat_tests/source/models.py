@@ -1,0 +1,159 @@
+"""Source models: what every loading path saves, and what the oracle compares the loaded model with.
+
+A source model carries seeded, perturbed values in every parameter and persistent floating buffer,
+so a tensor that a load leaves at its initial value (LayerScale's constant gamma, BatchNorm's
+running stats, a zero bias) can never equal the source by chance.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+# The seeded, perturbed source model exactly as `build_source` builds it, as repro script text: the start
+# of every repro template that starts from a source model (a str.format template over `spec`).
+BUILD_SOURCE = '''
+spec = {spec!r}
+torch.manual_seed(spec["seed"])
+source = timm.create_model(spec["name"], pretrained=False, **spec["source_kwargs"]).eval()
+perturb_(source, spec["seed"])'''
+
+# Inputs are kept small to keep the matrix fast, as timm's own tests do; models whose
+# config says the input size is fixed keep theirs.
+MAX_INPUT_SIDE = 160
+BATCH = 2
+DEFAULT_SEED = 0
+
+
+def perturb_(model, seed=0):
+    """Shift every floating state tensor by seeded noise scaled to its magnitude, in place.
+
+    Standalone on purpose: repro scripts embed this function's source verbatim.
+    """
+    import zlib
+
+    import torch
+
+    with torch.no_grad():
+        for key, tensor in model.state_dict().items():
+            if not tensor.is_floating_point() or tensor.numel() == 0 or tensor.is_meta:
+                continue  # meta tensors (structural cells) have no values to perturb
+            gen = torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(key.encode()))
+            noise = torch.randn(tensor.shape, generator=gen).to(tensor.dtype)
+            spread = tensor.float().abs().mean().item()
+            tensor.add_(noise * (0.1 * spread if spread > 0 else 0.02))
+            if key.endswith("running_var"):
+                tensor.abs_()  # a variance must stay positive or eval-mode BatchNorm yields NaN
+    return model
+
+
+def make_input(input_size, seed=0, batch=2):
+    """The seeded input every cell feeds the source and the loaded model (standalone for repros)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed + 12345)
+    return torch.randn((batch, *input_size), generator=gen)
+
+
+@dataclass
+class SourceModel:
+    name: str
+    kwargs: dict[str, Any]
+    seed: int
+    model: torch.nn.Module
+    input_size: tuple[int, ...]
+    # None for a structural (meta-device) source: it has no values to run.
+    reference: torch.Tensor | None
+    # Tensors whose initialiser gives one constant value (ones, zeros, LayerScale's 1e-5), kept so
+    # the oracle can tell "left at init" from any other mismatch.
+    constant_inits: dict[str, torch.Tensor] = field(default_factory=dict)
+    # Non-persistent buffers as the constructor left them, before the reference forward.
+    built_buffers: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def input(self) -> torch.Tensor:
+        return make_input(self.input_size, self.seed, BATCH)
+
+
+def _input_candidates(model: torch.nn.Module, kwargs: dict[str, Any]) -> list[tuple[int, ...]]:
+    cfg = dict(getattr(model, "pretrained_cfg", None) or {})
+    native = tuple(cfg.get("input_size") or (3, 224, 224))
+    if "in_chans" in kwargs:
+        native = (int(kwargs["in_chans"]), *native[1:])
+    if "img_size" in kwargs:
+        side = kwargs["img_size"]
+        native = (native[0], *((side, side) if isinstance(side, int) else tuple(side)))
+    if cfg.get("fixed_input_size") or max(native[1:]) <= MAX_INPUT_SIDE or "img_size" in kwargs:
+        return [native]
+    small = tuple(cfg.get("min_input_size") or (native[0], MAX_INPUT_SIDE, MAX_INPUT_SIDE))
+    return [(native[0], *small[1:]), native]
+
+
+def nonpersistent_buffers(module: torch.nn.Module, saved: dict[str, torch.Tensor] | None = None
+                          ) -> dict[str, torch.Tensor]:
+    """Buffers the model computes itself and never saves; `saved` is its state_dict, when already at hand."""
+    saved = module.state_dict() if saved is None else saved
+    return {k: b for k, b in module.named_buffers() if k not in saved}
+
+
+def build_source(name: str, kwargs: dict[str, Any] | None = None, seed: int = DEFAULT_SEED) -> SourceModel:
+    """Build, perturb and run the source model once; raises whatever timm raises."""
+    import timm
+
+    kwargs = dict(kwargs or {})
+    torch.manual_seed(seed)
+    model = timm.create_model(name, pretrained=False, **kwargs).eval()
+    constant_inits = {
+        k: v.clone()
+        for k, v in model.state_dict().items()
+        if v.is_floating_point() and v.numel() > 1 and bool((v == v.flatten()[0]).all())
+    }
+    perturb_(model, seed)
+    built_buffers = {k: b.clone() for k, b in nonpersistent_buffers(model).items()}
+    error: Exception | None = None
+    for size in _input_candidates(model, kwargs):
+        try:
+            with torch.no_grad():
+                reference = model(make_input(size, seed, BATCH))
+        except Exception as e:  # a capped size the architecture rejects: fall back to its own
+            error = e
+            continue
+        return SourceModel(name, kwargs, seed, model, size, reference, constant_inits, built_buffers)
+    assert error is not None
+    raise error
+
+
+def build_meta_source(name: str, kwargs: dict[str, Any] | None = None, seed: int = DEFAULT_SEED) -> SourceModel:
+    """The source of a structural cell: built on the meta device, no values, no forward."""
+    import timm
+
+    from .meta import MetaShapes
+
+    kwargs = dict(kwargs or {})
+    with MetaShapes():
+        model = timm.create_model(name, pretrained=False, **kwargs).eval()
+    return SourceModel(name, kwargs, seed, model, _input_candidates(model, kwargs)[0], None)
+
+
+class SourceCache:
+    """Keeps the most recently built source models; cells of one model run back to back."""
+
+    def __init__(self, size: int = 1) -> None:
+        self._size = size
+        self._items: OrderedDict[tuple, SourceModel | Exception] = OrderedDict()
+
+    def get(self, name: str, kwargs: dict[str, Any], seed: int = DEFAULT_SEED, meta: bool = False) -> SourceModel:
+        key = (name, tuple(sorted((k, repr(v)) for k, v in kwargs.items())), seed, meta)
+        if key not in self._items:
+            while len(self._items) >= self._size:
+                self._items.popitem(last=False)
+            try:
+                self._items[key] = (build_meta_source if meta else build_source)(name, kwargs, seed)
+            except Exception as e:  # remembered, so every cell of a broken model fails fast
+                self._items[key] = e
+        found = self._items[key]
+        if isinstance(found, Exception):
+            raise found
+        return found

@@ -1,0 +1,1 @@
+"""The `timm-compat` command: report, merge, diff, repro, bisect and bench."""
