@@ -8,6 +8,7 @@ cells in run/plan.py, isolation in run/isolation.py, progress in run/progress.py
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 # Before anything imports huggingface_hub: this suite never reaches a hub.
@@ -17,7 +18,11 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 import pytest  # noqa: E402
 
 from .core import result as results  # noqa: E402
+from .core.scenario import Scenario  # noqa: E402
+from .core.versions import installed  # noqa: E402
+from .paths.support.workarounds import WORKAROUNDS  # noqa: E402
 from .report import summary  # noqa: E402
+from .run.environment import drift  # noqa: E402
 from .run.isolation import Isolation  # noqa: E402
 from .run.plan import Options, Plan, make_plan, selected_paths  # noqa: E402
 from .run.progress import Progress  # noqa: E402
@@ -33,6 +38,7 @@ MATRIX_DIR = Path(__file__).resolve().parent
 _PLAN = pytest.StashKey[Plan]()
 _RUN_ID = pytest.StashKey[str]()
 _BASELINE = pytest.StashKey[known_failures.Baseline]()
+_PLANNED = pytest.StashKey[bool]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -46,7 +52,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--max-params", default=None,
                     help="skip models with more parameters than this, e.g. 30M (counted on the meta device)")
     group.addoption("--paths", default=None, help="comma-separated loading paths (default: all)")
-    group.addoption("--report-dir", default="reports", help="where compat-report.jsonl is written")
+    group.addoption("--report-dir", default="reports",
+                    help="where each run writes runs/<run id>.jsonl; a finished run becomes compat-report.jsonl")
+    group.addoption("--keep-runs", default=10, type=int,
+                    help="how many runs to keep in <report-dir>/runs (default 10; older ones are deleted)")
     group.addoption("--known-failures", default=None,
                     help="TOML baseline of expected failures (default: fixtures/known_failures.toml when present; "
                          "'' for none): matching failures are xfailed, listed scenarios that pass are xpassed")
@@ -75,8 +84,13 @@ def _runs_matrix(config: pytest.Config) -> bool:
     return False
 
 
-def report_path(config: pytest.Config) -> Path:
-    return Path(config.getoption("report_dir")).resolve() / results.REPORT_NAME
+def report_dir(config: pytest.Config) -> Path:
+    return Path(config.getoption("report_dir")).resolve()
+
+
+def run_path(config: pytest.Config) -> Path:
+    """This run's own file: every record of the run, and only of this run, goes there."""
+    return results.run_file(report_dir(config), config.stash[_RUN_ID])
 
 
 def _options(config: pytest.Config) -> Options:
@@ -98,36 +112,60 @@ def _check_options(config: pytest.Config) -> None:
         selected_paths(config.getoption("paths"))
         if config.getoption("shard"):
             parse_shard(config.getoption("shard"))
-        config.stash[_BASELINE] = known_failures.load(_baseline_file(config))
+        config.stash[_BASELINE] = baseline = known_failures.load(_baseline_file(config))
+        if unknown := sorted({n for e in baseline.entries if (n := e.workaround_name) and n not in WORKAROUNDS}):
+            raise known_failures.KnownFailuresError(
+                f"{baseline.source}: unknown workaround(s) {', '.join(unknown)}; known: {', '.join(WORKAROUNDS)} "
+                "(or say \"none: <why>\")")
     except (SelectionError, ShardError, known_failures.KnownFailuresError) as e:
         if not _is_worker(config):
-            results.append(report_path(config), results.Result.for_scenario(
+            results.append(run_path(config), results.Result.for_scenario(
                 "invocation", "error", config.stash.get(_RUN_ID, ""), model="", signature="bad-input",
                 message=str(e)))
         raise pytest.UsageError(str(e)) from None
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # A tox env whose releases drifted from its promise (TIMM_COMPAT_EXPECT) would test others: refuse to start.
+    if _runs_matrix(config) and (line := drift()):
+        raise pytest.UsageError(line)
     resumed = None
     if getattr(config.option, "resume", False):
-        resumed, _ = last_run(report_path(config))
+        resumed, _ = last_run(report_dir(config))
     if _is_worker(config):
         config.stash[_RUN_ID] = worker_run_id(config) or new_run_id()
     else:
         # A resumed run keeps the interrupted run's id, so its report and summary cover both halves.
         config.stash[_RUN_ID] = resumed or new_run_id()
         if config.pluginmanager.hasplugin("xdist"):
-            config.pluginmanager.register(XdistHooks(lambda: config.stash[_RUN_ID]), "timm-compat-xdist")
+            config.pluginmanager.register(XdistHooks(lambda: config.stash[_RUN_ID], lambda ids: _planned(config, ids)),
+                                          "timm-compat-xdist")
     if not _runs_matrix(config):
         return
     _check_options(config)
-    config.pluginmanager.register(Isolation(report_path(config), lambda: config.stash[_RUN_ID]),
-                                  "timm-compat-isolation")
-    if not _is_worker(config) and not resumed:
-        results.rotate(report_path(config))
-        every = config.getoption("progress_every")
-        if every and every > 0:
-            config.pluginmanager.register(Progress(config, every), "timm-compat-progress")
+    config.pluginmanager.register(Isolation(run_path(config), lambda: config.stash[_RUN_ID]), "timm-compat-isolation")
+    if _is_worker(config):
+        return
+    if not resumed:
+        # Other runs' files are never appended to: an ad-hoc run leaves the last real one whole in runs/.
+        results.append_run_line(run_path(config), results.run_line(
+            results.RUN_START, config.stash[_RUN_ID], selection=asdict(_options(config)), versions=installed()))
+    results.prune(report_dir(config), config.getoption("keep_runs"), config.stash[_RUN_ID])
+    every = config.getoption("progress_every")
+    if every and every > 0:
+        expected = {r.id: r.duration_s for r in results.read(report_dir(config) / results.REPORT_NAME)}
+        config.pluginmanager.register(Progress(config, every, expected), "timm-compat-progress")
+
+
+def _planned(config: pytest.Config, ids: list[str]) -> None:
+    """The cells this run collected, written once into its file: what a report of it is checked against."""
+    if config.stash.get(_PLANNED, False):
+        return
+    config.stash[_PLANNED] = True
+    if getattr(config.option, "resume", False):
+        ids = [*ids, *last_run(report_dir(config))[1]]  # the cells the first half already recorded
+    results.append_run_line(run_path(config), results.run_line(results.RUN_PLAN, config.stash[_RUN_ID],
+                                                               ids=sorted(set(ids))))
 
 
 def _plan(config: pytest.Config) -> Plan:
@@ -136,19 +174,32 @@ def _plan(config: pytest.Config) -> Plan:
     return config.stash[_PLAN]
 
 
+def _scenario_of(item: pytest.Item) -> Scenario | None:
+    return getattr(getattr(item, "callspec", None), "params", {}).get("scenario")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not config.getoption("resume", False) or not _runs_matrix(config):
+    if not _runs_matrix(config):
         return
-    run_id, finished = last_run(report_path(config))
+    if not config.getoption("resume", False):
+        return
+    run_id, finished = last_run(report_dir(config))
     if run_id != config.stash.get(_RUN_ID, None):
         return
     keep, done = [], []
     for item in items:
-        scenario = getattr(getattr(item, "callspec", None), "params", {}).get("scenario")
+        scenario = _scenario_of(item)
         (done if scenario is not None and scenario.id in finished else keep).append(item)
     if done:
         config.hook.pytest_deselected(items=done)
         items[:] = keep
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # After every deselection (-k, --resume). Under xdist the controller collects nothing: XdistHooks hears the
+    # workers instead.
+    if _runs_matrix(session.config) and not _is_worker(session.config):
+        _planned(session.config, [s.id for item in session.items if (s := _scenario_of(item)) is not None])
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -172,7 +223,7 @@ def matrix_session(request: pytest.FixtureRequest) -> MatrixSession:
 
         torch.set_num_threads(threads_per_worker(config.workerinput.get("workercount", 1)))
     plan = config.stash.get(_PLAN, Plan())
-    return MatrixSession(run_id=config.stash[_RUN_ID], report=report_path(config), skip_models=plan.skip_models)
+    return MatrixSession(run_id=config.stash[_RUN_ID], report=run_path(config), skip_models=plan.skip_models)
 
 
 @pytest.fixture(scope="session")
@@ -187,12 +238,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # An expired entry fails the run even when everything else is green: the baseline must be revisited.
     if config.stash.get(_BASELINE, known_failures.Baseline()).expired and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        # Only a run that went through all its cells ends, and only such a run becomes compat-report.jsonl;
+        # an interrupted one stays in runs/ as "never finished" (`--resume` continues it).
+        results.append_run_line(run_path(config), results.run_line(results.RUN_END, config.stash[_RUN_ID],
+                                                                   exitstatus=int(session.exitstatus)))
+        results.publish(report_dir(config), config.stash[_RUN_ID])
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     if _is_worker(config) or not _runs_matrix(config):
         return
-    path = report_path(config)
+    path = run_path(config)
     recorded = list(results.read(path, config.stash[_RUN_ID]))
     if not recorded:
         return
@@ -201,4 +258,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     baseline = config.stash.get(_BASELINE, known_failures.Baseline())
     for line in summary.render(recorded, expired=baseline.expired, baseline_file=baseline.source):
         terminalreporter.write_line(line)
-    terminalreporter.write_line(f"report: {path}")
+    published = report_dir(config) / results.REPORT_NAME
+    terminalreporter.write_line(f"report: {published if published.is_file() else path}")

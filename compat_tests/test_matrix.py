@@ -2,16 +2,24 @@
 
 import pytest
 
+from compat_tests.core.result import Result
 from compat_tests.core.scenario import Scenario
 from compat_tests.run.session import MatrixSession
 from compat_tests.signatures.known_failures import Baseline
 
 
-def test_scenario(
-    scenario: Scenario, matrix_session: MatrixSession, known_failures_baseline: Baseline, request: pytest.FixtureRequest
-) -> None:
-    result = known_failures_baseline.apply(matrix_session.run(scenario))
+@pytest.fixture
+def result(scenario: Scenario, matrix_session: MatrixSession, known_failures_baseline: Baseline) -> Result:
+    """The cell, run and recorded. It runs while the test is set up, so a cell that could not run at all (an
+    unknown model, a source timm cannot build, a harness bug) is an error in pytest's own summary, as in ours."""
+    result = matrix_session.verdict(scenario, known_failures_baseline)
     matrix_session.record(result)
+    if result.status == "error":
+        pytest.fail(f"[{result.signature}] {result.message}", pytrace=False)
+    return result
+
+
+def test_scenario(result: Result, request: pytest.FixtureRequest) -> None:
     if result.status == "skipped":
         pytest.skip(result.message)
     known = result.known

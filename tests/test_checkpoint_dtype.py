@@ -1,5 +1,7 @@
-"""Half-precision checkpoints through timm's real loaders, judged against the upcast source; a loader that
-keeps the checkpoint's dtype (what transformers' dtype="auto" does) put into timm's real load_pretrained."""
+"""Half-precision checkpoints through the real loaders, judged against what each release documents: timm's
+loaders upcast (a loader keeping the checkpoint's dtype, as transformers 5's dtype="auto" does, put into timm's
+real load_pretrained, is named), and TimmWrapper does what the installed transformers documents (the opposite,
+put into its real from_pretrained, is named too)."""
 
 import torch
 from timm.models import _builder
@@ -9,7 +11,13 @@ from compat_tests.paths import all_paths
 from compat_tests.run.runner import run_scenario
 from compat_tests.source.models import SourceCache
 
-BF16_FILE = Override.of("bf16_pretrained_file", checkpoint_dtype="bfloat16", loader="pretrained_file")
+
+def cell(name: str) -> Override:
+    """The path's own cell, with what the installed releases document for it (judge/expectations.py)."""
+    return next(o for o in all_paths()["checkpoint_dtype"].overrides("test_vit2") if o.name == name)
+
+
+BF16_FILE = cell("bf16_pretrained_file")
 
 
 def test_cells_cover_both_dtypes_and_every_loader():
@@ -34,3 +42,26 @@ def test_a_loader_keeping_the_checkpoint_dtype_is_named(monkeypatch):
     result = run_scenario(Scenario("test_vit2", "checkpoint_dtype", BF16_FILE), SourceCache())
     assert result.status == "failed" and result.signature == "dtype-changed", result.message
     assert "torch.float32" in result.message and "torch.bfloat16" in result.message
+
+
+def test_timm_wrapper_gives_the_dtype_its_release_documents_and_the_opposite_is_named(monkeypatch):
+    import transformers
+
+    from compat_tests.judge.expectations import expected
+
+    override = cell("bf16_hf_auto")
+    keeps = expected("hf_auto.dtype").value == "checkpoint"
+    scenario = Scenario("test_vit2", "checkpoint_dtype", override)
+    # The known kwarg-conflict (timm 1.0.31 + transformers >= 4.53) is got past the way users do.
+    workaround = "drop-num-classes-from-model-args"
+    result = run_scenario(scenario, SourceCache(), workaround=workaround)
+    assert result.status == "passed", result.message
+    real = transformers.AutoModelForImageClassification.from_pretrained.__func__
+
+    def departing(cls, *args, **kwargs):
+        model, info = real(cls, *args, **kwargs)
+        return (model.float() if keeps else model.to(torch.bfloat16)), info
+
+    monkeypatch.setattr(transformers.AutoModelForImageClassification, "from_pretrained", classmethod(departing))
+    result = run_scenario(scenario, SourceCache(), workaround=workaround)
+    assert result.status == "failed" and result.signature == "dtype-changed", result.message

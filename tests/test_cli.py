@@ -50,13 +50,13 @@ def reports(tmp_path):
 
 def test_report_writes_markdown_html_and_the_step_summary(reports):
     step = reports / "step.md"
-    proc = cli("report", str(reports / "run"), env={"GITHUB_STEP_SUMMARY": str(step)})
+    proc = cli("report", str(reports / "run"), "--reclassify", env={"GITHUB_STEP_SUMMARY": str(step)})
     assert proc.returncode == 0, proc.stderr
     assert "**2 new failure(s)**" in proc.stdout and "## Since the previous run" in proc.stdout
     assert "**New failures (1):** `a-hf_auto-base`" in proc.stdout
     assert step.read_text() == proc.stdout
     assert (reports / "run" / "summary.md").is_file() and (reports / "run" / "report.html").is_file()
-    # Re-classified from the evidence: the NaN output error is named again, not left as recorded.
+    # Re-classified from the evidence on request: the NaN output error is named again, not left as recorded.
     assert "max abs error nan" in proc.stdout
 
 
@@ -77,7 +77,8 @@ def test_diff_lists_new_fixed_and_changed(reports):
     proc = cli("diff", str(run / "compat-report.prev.jsonl"), str(run / "compat-report.jsonl"), "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {"new_failures": ["a-hf_auto-base"], "fixed": ["b-hf_auto-base"],
-                                       "changed": [], "new_scenarios_failing": ["c-hf_auto-base"]}
+                                       "changed": [], "new_scenarios_failing": ["c-hf_auto-base"], "not_run": [],
+                                       "not_selected": [], "incomplete": []}
     same = cli("diff", str(run / "compat-report.jsonl"), str(run / "compat-report.jsonl"))
     assert same.returncode == 0 and "no changes" in same.stdout
 

@@ -1,7 +1,6 @@
 """A cell that segfaults or hangs is recorded as that cell's crash/timeout and the run goes on; a run
 killed half-way and resumed ends with the same report as an uninterrupted one."""
 
-import json
 import os
 import signal
 import subprocess
@@ -10,6 +9,8 @@ import time
 from pathlib import Path
 
 from compat_tests.run.isolation import scenario_id_from_nodeid
+
+from .test_matrix_run import recorded
 
 REPO = Path(__file__).resolve().parent.parent
 CELLS = ["--models", "test_vit2,test_byobnet", "--paths", "state_dict,pickle"]
@@ -26,8 +27,7 @@ def matrix(report_dir, *args, fault="", wait=True):
 
 
 def records(report_dir):
-    path = Path(report_dir) / "compat-report.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return recorded(Path(report_dir))
 
 
 def outcomes(report_dir):

@@ -16,6 +16,7 @@ import textwrap
 from pathlib import Path
 
 import compat_tests
+from compat_tests.core import result as results
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "compat_tests"
@@ -179,7 +180,7 @@ def test_the_report_tools_run_without_torch_timm_or_transformers(tmp_path):
     assert "key-layout-mismatch" in (tmp_path / "report.html").read_text(encoding="utf-8")
     assert blocked("diff", str(report), str(report)).returncode == 0
     merged = blocked("merge", str(report), "-o", str(tmp_path / "merged.jsonl"))
-    assert merged.returncode == 0 and len((tmp_path / "merged.jsonl").read_text().splitlines()) == len(records)
+    assert merged.returncode == 0 and len(list(results.read(tmp_path / "merged.jsonl"))) == len(records)
 
 
 if __name__ == "__main__":

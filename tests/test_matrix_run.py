@@ -8,17 +8,25 @@ from pathlib import Path
 
 import pytest
 
+from compat_tests.core import result as results
+
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run_matrix(tmp_path, *args):
+def recorded(report_dir: Path) -> list[dict]:
+    """The cell records of the last run in `report_dir`: its published report, or the run's own file when it
+    never finished (a usage error stops a run before it ends)."""
+    published = report_dir / results.REPORT_NAME
+    files = [published] if published.exists() else results.run_files(report_dir)[-1:]
+    return [json.loads(r.to_json()) for f in files for r in results.read(f)]
+
+
+def run_matrix(tmp_path, *args, timeout: float = 600):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "pytest", str(REPO / "compat_tests"), "--report-dir", str(tmp_path), "-q",
            "-p", "no:cacheprovider", *args]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    records = [json.loads(line) for line in (tmp_path / "compat-report.jsonl").read_text().splitlines()] \
-        if (tmp_path / "compat-report.jsonl").exists() else []
-    return proc, records
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    return proc, recorded(tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +62,8 @@ def test_an_unknown_model_is_a_recorded_error_not_a_traceback(small_run):
     assert bad["status"] == "error" and bad["signature"] == "unknown-model"
     assert "Traceback" not in proc.stdout
     assert proc.returncode == 1
+    # A cell that could not run is an error in pytest's own summary line too, as in the suite's table.
+    assert "8 passed, 1 error" in proc.stdout.splitlines()[-1], proc.stdout[-500:]
 
 
 def test_ids_work_with_pytest_k(tmp_path):

@@ -78,7 +78,7 @@ def test_diff_names_new_fixed_and_changed():
            r("d", "failed", "crash")]
     ids = diff(old, new).ids()
     assert ids == {"new_failures": ["a-hf_auto-base"], "fixed": ["b-hf_auto-base"], "changed": ["c-hf_auto-base"],
-                   "new_scenarios_failing": ["d-hf_auto-base"]}
+                   "new_scenarios_failing": ["d-hf_auto-base"], "not_run": [], "not_selected": []}
     assert "c-hf_auto-base  missing-keys -> silent-reinit" in "\n".join(report_io.render_diff(diff(old, new)))
 
 

@@ -60,12 +60,26 @@ def test_read_filters_by_run(tmp_path):
     assert [r.model for r in results.read(path, "r2")] == ["m2"]
 
 
-def test_rotate_keeps_the_previous_report(tmp_path):
-    path = tmp_path / "compat-report.jsonl"
-    results.append(path, a_result(1))
-    results.rotate(path)
-    assert not path.exists()
-    assert (tmp_path / "compat-report.prev.jsonl").read_text().count("\n") == 1
+def test_each_run_keeps_its_own_file_and_only_the_newest_are_kept(tmp_path):
+    ids = [f"2026110{day}T000000Z-run{day}" for day in range(1, 6)]
+    for run_id in ids:
+        results.append(results.run_file(tmp_path, run_id), a_result(1))
+    deleted = results.prune(tmp_path, keep=3, current=ids[-1])
+    assert [f.stem for f in results.run_files(tmp_path)] == ids[-3:]
+    assert sorted(f.stem for f in deleted) == ids[:2]
+    # The current run survives any budget.
+    results.prune(tmp_path, keep=0, current=ids[-1])
+    assert [f.stem for f in results.run_files(tmp_path)] == ids[-1:]
+
+
+def test_a_finished_run_becomes_the_report_and_run_lines_are_not_cells(tmp_path):
+    run = results.run_file(tmp_path, "r1")
+    results.append_run_line(run, results.run_line(results.RUN_START, "r1", selection={"tier": "smoke"}))
+    results.append(run, a_result(1))
+    results.append_run_line(run, results.run_line(results.RUN_END, "r1"))
+    published = results.publish(tmp_path, "r1")
+    assert published == tmp_path / results.REPORT_NAME and published.read_bytes() == run.read_bytes()
+    assert [r.model for r in results.read(published)] == ["m1"]
 
 
 @given(st.text(), st.sampled_from(results.STATUSES), st.floats(0, 1e4))

@@ -58,9 +58,9 @@ def test_select_shard_and_durations_from_a_report(tmp_path):
 
 
 def test_last_run_finds_the_finished_cells_of_the_latest_run(tmp_path):
-    report = tmp_path / "r.jsonl"
-    assert last_run(report) == (None, set())
-    for run, cell in (("old", "a-pickle-base"), ("new", "b-pickle-base"), ("new", "c-pickle-base")):
-        results.append(report, results.Result(id=cell, model=cell[0], path="pickle", override="base",
-                                              status="passed", run_id=run))
-    assert last_run(report) == ("new", {"b-pickle-base", "c-pickle-base"})
+    assert last_run(tmp_path) == (None, set())
+    old, new = "20261101T000000Z-aaaaaa", "20261102T000000Z-bbbbbb"  # run ids start with their start time
+    for run, cell in ((old, "a-pickle-base"), (new, "b-pickle-base"), (new, "c-pickle-base")):
+        results.append(results.run_file(tmp_path, run), results.Result(id=cell, model=cell[0], path="pickle",
+                                                                       override="base", status="passed", run_id=run))
+    assert last_run(tmp_path) == (new, {"b-pickle-base", "c-pickle-base"})

@@ -10,6 +10,9 @@ from typing import Any
 
 # Lists are capped in the report; counts stay exact.
 MAX_LISTED = 64
+# Key lists are what a recorded failure is re-classified from (a prefix, a systematic rename, gamma -> weight),
+# and a cut list can read as another cause: kept whole up to a size no architecture's state dict reaches.
+MAX_KEYS = 8192
 
 
 class NotApplicable(Exception):
@@ -65,7 +68,7 @@ class Evidence:
         for key in ("missing_keys", "unexpected_keys", "shape_mismatches", "dtype_mismatches",
                     "value_mismatches", "at_init", "buffer_mismatches"):
             data["counts"][key] = len(data[key])
-            data[key] = data[key][:MAX_LISTED]
+            data[key] = data[key][:MAX_KEYS if key.endswith("_keys") else MAX_LISTED]
         return data
 
     @classmethod

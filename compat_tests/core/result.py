@@ -1,7 +1,10 @@
-"""Results: one JSON line per finished scenario, written the moment it finishes.
+"""Results: one JSON line per finished scenario, written the moment it finishes, in the run's own file.
 
-Several xdist workers append to one file; each record is one write() under an exclusive lock, and
-is fsync'd, so a run that is killed keeps every scenario it finished.
+Each run writes `<report dir>/runs/<run id>.jsonl`; several xdist workers append to it, each record one
+write() under an exclusive lock, fsync'd, so a run that is killed keeps every scenario it finished. Besides
+the cells, the file says what the run was: its start (the selection that chose its cells), its plan (the ids
+of the cells it collected) and its end, which a killed run never writes. A finished run is copied to
+`<report dir>/compat-report.jsonl`, so that file is always the latest complete run.
 """
 
 from __future__ import annotations
@@ -23,6 +26,10 @@ STATUSES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
 # Statuses in which the library got the load wrong or the cell could not run.
 FAILING = ("failed", "error", "xfailed")
 REPORT_NAME = "compat-report.jsonl"
+RUNS_DIR = "runs"
+# The keys of the lines that describe the run rather than a cell (one key per line).
+RUN_START, RUN_PLAN, RUN_END = "run_start", "run_plan", "run_end"
+RUN_LINES = (RUN_START, RUN_PLAN, RUN_END)
 
 
 @dataclass
@@ -42,6 +49,10 @@ class Result:
     run_id: str = ""
     # The known-failures entry that turned this cell into xfailed/xpassed: {"id", "signature", "reason", "upstream"}.
     known: dict[str, Any] = field(default_factory=dict)
+    # For a cell whose known failure has a workaround: the cell run again with it ({"workaround", "status",
+    # "signature", "message", "front": the known failure's signature and message}). When that run fails too, the
+    # cell's own signature, message, evidence and repro are that second failure's.
+    behind: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -70,9 +81,25 @@ class Result:
         return cls(**{**parts, **fields}, status=status, versions=installed(), run_id=run_id)
 
 
-def append(path: Path, result: Result) -> None:
+@dataclass
+class RunLog:
+    """What a report file says of one run that wrote into it."""
+
+    run_id: str
+    # The options that chose its cells (--models, --tier, --paths, --shard, ...); {} when not recorded.
+    selection: dict[str, Any] = field(default_factory=dict)
+    # The ids of the cells it collected; None when the file does not say (a report from before run lines).
+    planned: list[str] | None = None
+    # Whether it wrote its end line: a killed run never does.
+    finished: bool = False
+
+
+def run_line(kind: str, run_id: str, **fields: Any) -> dict[str, Any]:
+    return {kind: {"run_id": run_id, **fields}}
+
+
+def _append_line(path: Path, line: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = (result.to_json() + "\n").encode()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -82,8 +109,35 @@ def append(path: Path, result: Result) -> None:
         os.close(fd)  # closing releases the lock
 
 
+def append(path: Path, result: Result) -> None:
+    _append_line(path, (result.to_json() + "\n").encode())
+
+
+def append_run_line(path: Path, line: dict[str, Any]) -> None:
+    _append_line(path, (json.dumps(line, sort_keys=True, default=str) + "\n").encode())
+
+
+def run_kind(data: Any) -> str | None:
+    """Which run line a parsed JSONL line is (None for a cell's record)."""
+    if isinstance(data, dict) and len(data) == 1 and next(iter(data)) in RUN_LINES:
+        return next(iter(data))
+    return None
+
+
+def add_run_line(runs: dict[str, RunLog], kind: str, body: dict[str, Any]) -> None:
+    """Fold one run line into what is known of its run (lines come in file order)."""
+    log = runs.setdefault(body["run_id"], RunLog(body["run_id"]))
+    if kind == RUN_START:
+        log.selection = dict(body.get("selection") or {})
+        log.finished = False  # a resumed run starts again
+    elif kind == RUN_PLAN:
+        log.planned = sorted(set(log.planned or []) | set(body.get("ids") or []))
+    else:
+        log.finished = True
+
+
 def read(path: Path, run_id: str | None = None) -> Iterator[Result]:
-    """Records of `path`, optionally of one run. A torn last line (a killed writer) is skipped."""
+    """Cell records of `path`, optionally of one run. A torn last line (a killed writer) is skipped."""
     if not path.exists():
         return
     with path.open(encoding="utf-8") as f:
@@ -92,11 +146,33 @@ def read(path: Path, run_id: str | None = None) -> Iterator[Result]:
                 data = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if run_id is None or data.get("run_id") == run_id:
+            if run_kind(data) is None and (run_id is None or data.get("run_id") == run_id):
                 yield Result.from_dict(data)
 
 
-def rotate(path: Path) -> None:
-    """Keep the previous run's report beside the new one instead of appending to it."""
-    if path.exists() and path.stat().st_size:
-        path.replace(path.with_suffix(".prev.jsonl"))
+def run_file(report_dir: Path, run_id: str) -> Path:
+    return report_dir / RUNS_DIR / f"{run_id}.jsonl"
+
+
+def run_files(report_dir: Path) -> list[Path]:
+    """The runs kept in `report_dir`, oldest first (run ids start with their UTC start time)."""
+    return sorted((report_dir / RUNS_DIR).glob("*.jsonl"))
+
+
+def publish(report_dir: Path, run_id: str) -> Path:
+    """Make a finished run the report directory's `compat-report.jsonl` (replaced atomically, so a reader
+    never sees half of it)."""
+    target = report_dir / REPORT_NAME
+    partial = target.with_suffix(".jsonl.partial")
+    partial.write_bytes(run_file(report_dir, run_id).read_bytes())
+    partial.replace(target)
+    return target
+
+
+def prune(report_dir: Path, keep: int, current: str) -> list[Path]:
+    """Delete all but the newest `keep` run files (never the current run's); returns what was deleted."""
+    older = [f for f in run_files(report_dir) if f.stem != current]
+    doomed = older[: max(0, len(older) - max(0, keep - 1))]
+    for f in doomed:
+        f.unlink(missing_ok=True)
+    return doomed

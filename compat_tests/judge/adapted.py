@@ -61,6 +61,8 @@ loaded = {roundtrip}(source, tempfile.mkdtemp(), spec)  # an exception here is t
 kwargs = loaded["kwargs"]
 torch.manual_seed(spec["seed"])
 target = timm.create_model(spec["name"], pretrained=False, **kwargs).eval()  # a normal build with the override
+expected_model = target  # whose computed buffers (as built, before a forward) and layer settings the load must have
+expected_buffers = {{k: b.clone() for k, b in nonpersistent_buffers(target).items()}}
 checkpoint = CHECKPOINT
 expected_state, fresh, adapted = adapted_state(checkpoint, source, target)
 print("adapted by timm's helpers:", adapted, "| rightly fresh (not compared):", fresh)
@@ -73,6 +75,7 @@ kept = [k for k in fresh if k in actual and k in source_state and actual[k].shap
         and torch.equal(actual[k], source_state[k])]
 if kept:
     print("the source's head survived a class-count change:", kept)  # left out below, so CHECK names them
+FOUND["adapted"] = {{"adapted": adapted, "fresh": fresh, "kept": kept, "kwargs": kwargs}}
 expected_state.update({{k: actual[k] for k in fresh if k in actual and k not in kept}})
 target_state = target.state_dict()
 target.load_state_dict({{k: v for k, v in expected_state.items()

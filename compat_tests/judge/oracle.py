@@ -111,14 +111,15 @@ def forward_into(evidence: Evidence, forward: Callable[[torch.Tensor], Any], x: 
 
 
 def outputs_against(evidence: Evidence, reference: torch.nn.Module, want: torch.Tensor, loaded: dict[str, Any],
-                    x: torch.Tensor) -> Evidence:
+                    x: torch.Tensor, as_run: torch.Tensor | None = None) -> Evidence:
     """The loaded model's output on `x` against `want` (what `reference`, a normal build holding the expected
-    weights, gives), with the first layer built or computing differently named where they disagree."""
+    weights, gives), with the first layer built or computing differently named where they disagree. `as_run` is
+    the input as the loader documents running it (a wrapper casting it to the model's dtype), when not `x`."""
     module: torch.nn.Module = loaded["model"].eval()
     got = forward_into(evidence, loaded.get("forward") or module, x)
     if got is not None:
         evidence.output = compare_outputs(want, got, OUTPUT_RTOL)
-        explain_output(evidence, reference, module, x, loaded.get("forward"))
+        explain_output(evidence, reference, module, x if as_run is None else as_run, loaded.get("forward"))
     return evidence
 
 

@@ -160,12 +160,13 @@ def _exports(forward: Callable[[torch.Tensor], Any], x: torch.Tensor) -> bool | 
 # The generic repro (repro.templates PREPARE + CHECK) compares the loaded model's state_dict with the source's,
 # which a fused model differs from by design. These paths hand repro.script their own prepare template: it
 # builds the source as the runner did, runs the roundtrip, then the path's standalone check (embedded as a
-# helper), which raises exactly when the cell fails; it then points the generic check at the checked model,
-# which it trivially meets.
+# helper), which raises exactly when the cell fails and records what it saw in the script's FOUND (read by the
+# verdict on the cell's signature); it then points the generic check at the checked model, which it trivially
+# meets.
 
 
 def repro_prepare(check: str) -> str:
-    """A replacement for the generic repro template that ends in `check(source, loaded, x, reference)`."""
+    """A replacement for the generic repro template that ends in `check(source, loaded, x, reference, FOUND)`."""
     return _PREPARE.replace("<CHECK>", check)
 
 
@@ -175,11 +176,12 @@ with torch.no_grad():
     reference = source(x)
 
 loaded = {roundtrip}(source, tempfile.mkdtemp(), spec)  # an exception here is the failure
-<CHECK>(source, loaded, x, reference)  # this path's own verdict: raises when the cell fails
+<CHECK>(source, loaded, x, reference, FOUND)  # this path's own verdict: raises when the cell fails
 
 # Passed: the generic state/output check below now compares the checked model with itself.
 loaded = {{"model": loaded["model"]}}
 expected_state = loaded["model"].state_dict()
+expected_model = expected_buffers = None
 with torch.no_grad():
     reference = loaded["model"](x)
 '''
@@ -188,19 +190,20 @@ with torch.no_grad():
 # The standalone twins of the judges above, embedded in repro scripts (they raise exactly when a cell fails).
 
 
-def reparam_check(source, loaded, x, reference, rtol=1e-5):
+def reparam_check(source, loaded, x, reference, found, rtol=1e-5):
     """Repro check: the fused model runs and matches the unfused within rtol x the output's scale."""
     import torch
 
     with torch.no_grad():
         output = loaded["model"](x)  # a None submodule called as a module raises here
     result = compare_scaled(reference, output, rtol)
+    found["output"] = result
     print("fused vs unfused:", result)
     assert result["ok"], "the fused model's outputs drift from the unfused model's"
 
 
-def fused_save_check(source, loaded, x, reference):
-    """Repro check: both reloads equal the fused model in keys, tensors and outputs."""
+def fused_save_check(source, loaded, x, reference, found):
+    """Repro check: both reloads equal the fused model in keys, tensors, computed buffers and outputs."""
     import torch
 
     with torch.no_grad():
@@ -208,17 +211,25 @@ def fused_save_check(source, loaded, x, reference):
     failures = {}
     for save, key in (("state_dict", "model"), ("pickle", "pickled")):
         report = diff_state(loaded["fused"].state_dict(), loaded[key].state_dict())
+        rebuilt = diff_state(nonpersistent_buffers(loaded["fused"]), nonpersistent_buffers(loaded[key]))
+        buffers = [k for k, *_ in rebuilt["shape"] + rebuilt["values"]]
         with torch.no_grad():
             output = compare_outputs(expected, loaded[key](x), 1e-5)
         problems = {k: v[:10] for k, v in report.items() if v}
+        if buffers:
+            problems["computed buffers unlike the fused model's"] = buffers[:10]
         print(save, "problems:", problems, "output:", output)
         if problems or not output["ok"]:
             failures[save] = problems or output
+            if len(failures) == 1:  # the first save that fails is the one the cell's evidence describes
+                found.update(state=report, buffers=buffers, output=output)
     assert not failures, f"reloaded fused model differs: {failures}"
 
 
-def export_check(source, loaded, x, reference, rtol=1e-4):
-    """Repro check: the deploy model runs eagerly, exports, and the export matches eager."""
+def export_check(source, loaded, x, reference, found, rtol=1e-4):
+    """Repro check: the deploy model runs eagerly, exports, and the export matches eager. When the exporter
+    raises, the unfused model goes through the same exporter: whether it does tells a fusion that broke the export
+    from an architecture the exporter cannot handle."""
     import torch
 
     with torch.no_grad():
@@ -226,13 +237,22 @@ def export_check(source, loaded, x, reference, rtol=1e-4):
     try:
         output = loaded["forward"](x)
     except Exception:
-        print(loaded["exporter"], "failed at stage", loaded["stage"]["now"])
+        found["export_failure"] = loaded["stage"]["now"]
+        print(loaded["exporter"], "failed at stage", found["export_failure"])
+        try:
+            loaded["unfused_forward"](x)
+            found["unfused_exports"] = True
+        except Exception as unfused:
+            found["unfused_exports"] = f"{type(unfused).__name__}: {(str(unfused).strip().splitlines() or [''])[0]}"
+        print("the unfused model through the same exporter:",
+              "exports" if found["unfused_exports"] is True else f"fails too ({found['unfused_exports'][:200]})")
         raise
     result = compare_scaled(eager, output, rtol)
+    found["output"] = result
     print("exported vs eager:", result)
     assert result["ok"], "the exported model disagrees with the eager model"
 
 
 REPARAM = Check(judge_reparam, (compare_scaled, reparam_check), repro_prepare("reparam_check"))
-REPARAM_ROUNDTRIP = Check(judge_roundtrip, (fused_save_check,), repro_prepare("fused_save_check"))
+REPARAM_ROUNDTRIP = Check(judge_roundtrip, (nonpersistent_buffers, fused_save_check), repro_prepare("fused_save_check"))
 EXPORT = Check(judge_export, (compare_scaled, export_check), repro_prepare("export_check"))

@@ -170,6 +170,7 @@ entry = loaded["entry"]
 print("written by", entry["producer"], entry["versions"])
 x = make_input(tuple(entry["input_size"]), entry["seed"], entry["batch"])
 reference, expected_state = loaded["reference_output"], loaded["reference_state"]
+expected_model = expected_buffers = None  # the producer saved its tensors and output, not a model to compare with
 '''
 
 PATH = LoadingPath(

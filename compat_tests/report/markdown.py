@@ -14,7 +14,7 @@ from ..core.result import STATUSES, Result
 from ..signatures.catalog import needs_signature
 from ..signatures.known_failures import KnownFailure
 from .store import Diff
-from .summary import NEW, by_entry, by_signature, explain, models_of, versions_of
+from .summary import NEW, behind_counts, by_entry, by_signature, explain, models_of, versions_of
 
 # Rows listed per group; the rest is counted, so a 8,000-cell run stays readable.
 MAX_ROWS = 15
@@ -53,6 +53,7 @@ def render(
     since: Diff | None = None,
     expired: Sequence[KnownFailure] = (),
     title: str = "timm-compat report",
+    incomplete: Sequence[str] = (),
 ) -> str:
     counts = Counter(r.status for r in records)
     new = by_signature(r for r in records if r.status in NEW)
@@ -70,6 +71,13 @@ def render(
         "| " + " | ".join(str(counts.get(s, 0)) for s in STATUSES) + " |",
         "",
     ]
+    if incomplete or (since is not None and since.not_run):
+        lines += ["### INCOMPLETE: this report is not a whole run", ""]
+        lines += [f"- {_cell(line, 300)}" for line in incomplete]
+        if since is not None and since.not_run:
+            lines.append(f"- {len(since.not_run)} scenario(s) of the previous run were selected but not run, e.g. "
+                         + ", ".join(f"`{r.id}`" for r in since.not_run[:MAX_ROWS]))
+        lines.append("")
     if expired:
         lines += ["### Expired known-failures entries (these fail the run)", ""]
         lines += [f"- `{e.id}` / `{e.signature}` expired {e.expires}: {_cell(e.reason)} (upstream: {e.upstream})"
@@ -89,7 +97,11 @@ def render(
         lines.append("")
     known = by_entry(r for r in records if r.status == "xfailed")
     if known:
-        lines += ["## Known failures (xfailed)", ""]
+        checked, none = behind_counts(records)
+        lines += ["## Known failures (xfailed)", "",
+                  f"{checked} of these cells were checked in full behind their known failure (run again with the "
+                  f"entry's workaround, and that load passed); {none} had no workaround, so nothing behind them was "
+                  "checked.", ""]
         for (glob, sig), group in known.items():
             k = group[0].known
             expires = f", expires {k['expires']}" if k.get("expires") else ""
@@ -109,6 +121,8 @@ def _since(d: Diff) -> list[str]:
         ("Failing scenarios not in the previous run", [f"`{n.id}` [{n.signature}]" for n in d.new_scenarios_failing]),
         ("Fixed", [f"`{o.id}` (was {o.signature})" for o, _ in d.fixed]),
         ("Changed signature", [f"`{o.id}`: {o.signature} → {n.signature}" for o, n in d.changed]),
+        ("Not run (selected, never recorded)", [f"`{o.id}`" for o in d.not_run]),
+        ("Not selected this time", [f"`{o.id}`" for o in d.not_selected]),
     ):
         if rows:
             lines.append(f"**{title} ({len(rows)}):** " + ", ".join(rows[:MAX_ROWS * 2])

@@ -54,6 +54,14 @@ def by_entry(results: Iterable[Result]) -> dict[tuple[str, str], list[Result]]:
     return dict(sorted(groups.items()))
 
 
+def behind_counts(results: Iterable[Result]) -> tuple[int, int]:
+    """Of the xfailed cells: how many were checked in full behind their known failure (run again with its
+    workaround, and that load passed), and how many had no workaround, so nothing behind it was checked."""
+    xfailed = [r for r in results if r.status == "xfailed"]
+    return (sum(r.behind.get("status") == "passed" for r in xfailed),
+            sum(not r.behind for r in xfailed))
+
+
 def render(results: Iterable[Result], expired: Sequence[KnownFailure] = (), baseline_file: str = "") -> list[str]:
     results = list(results)
     if not results:
@@ -71,7 +79,9 @@ def render(results: Iterable[Result], expired: Sequence[KnownFailure] = (), base
         lines.append(f"      {explain(signature, group)[0][:160]}")
     xfailed = by_entry(r for r in results if r.status == "xfailed")
     if xfailed:
-        lines += ["", f"known failures (xfailed, baseline {baseline_file or 'given'}):"]
+        checked, none = behind_counts(results)
+        lines += ["", f"known failures (xfailed, baseline {baseline_file or 'given'}): {checked} checked in full "
+                      f"behind the known failure with its workaround, {none} with no workaround:"]
     for (glob, signature), group in xfailed.items():
         label = glob if len(glob) <= 60 else glob[:57] + "..."
         lines.append(f"  {signature} ({len(group)}) via entry {label!r}: models {models_of(group)}; "

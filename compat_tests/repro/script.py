@@ -1,5 +1,11 @@
 """Standalone repro scripts: the exact functions a cell ran, pasted into one file with only
-torch/timm/transformers/safetensors imports, so a maintainer can run it in a plain Python shell."""
+torch/timm/transformers/safetensors imports, so a maintainer can run it in a plain Python shell.
+
+A repro of a failure also checks the one fact its signature names, read the way that signature's detector reads
+a cell's evidence, and ends with the verdict (`templates.EXPECT`). The checks go by family of signatures
+(`FAMILIES`): the keys a load got wrong, the tensor values, the computed buffers, the outputs, what was raised,
+what an adapted load should have transformed, and a process that died or hung.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +13,60 @@ import inspect
 import textwrap
 from typing import Any
 
-from ..judge.oracle import OUTPUT_RTOL, compare_outputs, diff_state, diff_structure
+from ..judge.oracle import OUTPUT_RTOL, compare_outputs, diff_state, diff_structure, module_differences
 from ..paths.base import LoadingPath
-from ..source.models import BATCH, make_input, perturb_
-from .templates import CHECK, CHECK_META, PREPARE, PREPARE_META
+from ..signatures.catalog import BY_NAME, CATALOG
+from ..signatures.loads import KNOWN_PREFIXES
+from ..source.models import BATCH, make_input, nonpersistent_buffers, perturb_
+from .templates import (
+    CHECK,
+    CHECK_META,
+    CONCLUDE,
+    ENVIRONMENT,
+    EXPECT,
+    IMPORTS,
+    NO_VERDICT,
+    OBSERVE,
+    PREPARE,
+    PREPARE_META,
+    WATCH,
+    adapted_misses,
+    announce,
+    key_renames,
+    keys_seen,
+    left_at_init,
+    signature_holds,
+    verdict_hook,
+    watch_in_child,
+)
+
+# The catalog's signatures by what their repro checks (each entry's `family`; templates.signature_holds reads
+# each family), and what a raised one's exception is and says (the pattern its detector matches).
+FAMILIES: dict[str, tuple[str, ...]] = {
+    family: tuple(s.name for s in CATALOG if s.family == family) for family in dict.fromkeys(s.family for s in CATALOG)
+}
+RAISED: dict[str, tuple[str | None, str]] = {s.name: s.raises for s in CATALOG if s.raises}
+
+# A process-family repro watches the cell for this long unless told otherwise (`python repro.py SECONDS`).
+PROCESS_LIMIT_S = 600.0
+
+
+def expectation(signature: str) -> dict[str, Any]:
+    """What the repro of a failure named `signature` checks: its family, and what that family needs to know
+    (the exception's type and telling message, the wrapper prefixes, whether the unfused model exports)."""
+    known = BY_NAME.get(signature)
+    family = known.family if known else None
+    expected: dict[str, Any] = {"signature": signature, "family": family or "any"}
+    if signature.startswith("exception:"):  # not yet named: the same exception type is the fact
+        expected.update(family="raised", type=signature.partition(":")[2], pattern="")
+    elif family == "raised" and signature.startswith("export-"):
+        # The exporter raised; broken-by-reparam when the unfused model exports, unsupported when it fails too.
+        expected.update(type=None, pattern="", unfused="exports" if "broken-by-reparam" in signature else "fails")
+    elif family == "raised":
+        expected["type"], expected["pattern"] = RAISED[signature]
+    elif signature in ("key-prefix-mismatch", "key-layout-mismatch"):
+        expected["prefixes"] = list(KNOWN_PREFIXES)
+    return expected
 
 
 def _source_of(obj: Any) -> str:
@@ -24,21 +80,37 @@ def script(
     input_size: tuple[int, ...],
     versions: dict[str, Any],
     meta: bool = False,
+    signature: str | None = None,
 ) -> str:
-    """A runnable Python script reproducing one cell (on the meta device for a structural cell)."""
+    """A runnable Python script reproducing one cell (on the meta device for a structural cell). With the
+    `signature` the cell's failure was named, the script checks that fact and its last line says whether it
+    holds; without one (a repro generated for a cell with no recorded failure) it checks the load as a whole."""
     pinned = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
-    parts = [
-        f'"""Repro for {scenario_id} ({path.summary}).\n\nRecorded with {pinned}. Run: python repro.py"""',
-        "import os\nos.environ.setdefault('HF_HUB_OFFLINE', '1')\nimport tempfile\n\nimport timm\nimport torch\n",
-    ]
-    seen: set[str] = set()
-    shared = (perturb_, diff_structure) if meta else (perturb_, make_input, diff_state, compare_outputs)
-    for obj in (*shared, *path.check.helpers, *path.helpers, path.roundtrip):
+    expected = expectation(signature) if signature else None
+    process = expected is not None and expected["family"] == "process"
+    recorded = (f"\n\nRecorded failure: {signature}; the output's last line says whether it happens here "
+                "(exit status 1 when it does).") if signature else ""
+    parts = [f'"""Repro for {scenario_id} ({path.summary}).\n\nRecorded with {pinned}. '
+             f'Run: python repro.py{" [SECONDS]" if process else ""}{recorded}"""']
+    verdict = (keys_seen, key_renames, adapted_misses, signature_holds, announce, verdict_hook) if expected else ()
+    if process:  # the watching process needs only the verdict, not torch
+        parts += [ENVIRONMENT, *(_source_of(obj) for obj in (*verdict, watch_in_child)),
+                  EXPECT.format(expected=expected) + "\n" + WATCH.format(limit_s=PROCESS_LIMIT_S), IMPORTS]
+    else:
+        parts.append(ENVIRONMENT + IMPORTS)
+    seen: set[str] = {obj.__name__ for obj in verdict} if process else set()
+    shared = (perturb_, diff_structure) if meta else \
+        (perturb_, make_input, diff_state, compare_outputs, nonpersistent_buffers, left_at_init, module_differences)
+    for obj in (*shared, *path.check.helpers, *path.helpers, path.roundtrip, *verdict):
         if obj.__name__ not in seen:
             seen.add(obj.__name__)
             parts.append(_source_of(obj))
+    if expected is None:
+        parts.append(NO_VERDICT)
+    else:
+        parts.append(("" if process else EXPECT.format(expected=expected) + "\n") + OBSERVE)
     fields = {"spec": spec, "input_size": tuple(input_size), "batch": BATCH, "roundtrip": path.roundtrip.__name__,
-              "rtol": OUTPUT_RTOL}
+              "rtol": OUTPUT_RTOL, "conclude": CONCLUDE if expected else ""}
     if meta:
         parts.append(PREPARE_META.format(**fields) + CHECK_META.format(**fields))
     else:

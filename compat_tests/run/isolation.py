@@ -98,8 +98,9 @@ class Isolation:
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
         report = yield
         session = getattr(item, "funcargs", {}).get("matrix_session")
-        scenario = getattr(item, "funcargs", {}).get("scenario")
-        if call.when == "call" and report.failed and session is not None and scenario is not None \
+        scenario = getattr(getattr(item, "callspec", None), "params", {}).get("scenario")
+        # The cell runs while its test is set up (so a harness error is a pytest error), and is judged in the call.
+        if call.when in ("setup", "call") and report.failed and session is not None and scenario is not None \
                 and session.last_recorded != scenario.id:
             text = str(call.excinfo.value) if call.excinfo else ""
             # pytest-timeout's failure is the only exception that escapes the runner's own handling.

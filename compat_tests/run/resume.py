@@ -1,4 +1,4 @@
-"""Resuming a killed run: which cells already have a result, and which run they belong to."""
+"""Resuming a killed run: which run was last, and which of its cells already have a result."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 from ..core import result as results
 
 
-def last_run(report: Path) -> tuple[str | None, set[str]]:
-    """The latest run id in `report` and the ids of the cells it finished."""
-    records = list(results.read(report))
-    if not records:
+def last_run(report_dir: Path) -> tuple[str | None, set[str]]:
+    """The latest run kept in `report_dir` and the ids of the cells it finished."""
+    files = results.run_files(report_dir)
+    if not files:
         return None, set()
-    run_id = records[-1].run_id
-    return run_id, {r.id for r in records if r.run_id == run_id}
+    run_id = files[-1].stem
+    return run_id, {r.id for r in results.read(files[-1], run_id)}

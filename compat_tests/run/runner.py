@@ -17,6 +17,7 @@ from ..core.versions import installed
 from ..judge.oracle import judge_structure
 from ..paths import all_paths
 from ..paths.base import LoadingPath
+from ..paths.support.workarounds import WORKAROUNDS
 from ..repro.script import script
 from ..signatures.catalog import classify, is_limitation
 from ..source.meta import MetaShapes, meta_limitation
@@ -40,11 +41,14 @@ def _unknown_model(name: str) -> str | None:
     return f"unknown model {name!r}: not in timm {installed()['timm']}'s registry{hint}"
 
 
-def run_scenario(scenario: Scenario, cache: SourceCache, run_id: str = "", seed: int = DEFAULT_SEED) -> Result:
+def run_scenario(scenario: Scenario, cache: SourceCache, run_id: str = "", seed: int = DEFAULT_SEED,
+                 workaround: str | None = None) -> Result:
+    """One cell, run and judged; with `workaround` (a name in paths/support/workarounds.py) applied around its
+    save and load, as a user who applies that fix by hand loads it."""
     started = time.perf_counter()
     result = Result.for_scenario(scenario, "passed", run_id)
     try:
-        _run(scenario, cache, seed, result)
+        _run(scenario, cache, seed, result, workaround)
     except _Done:
         pass
     except Exception as e:  # a bug of the harness itself: say so, never blame the library
@@ -59,13 +63,13 @@ def _stop(result: Result, status: str, message: str, signature: str = "") -> _Do
     return _Done()
 
 
-def _run(scenario: Scenario, cache: SourceCache, seed: int, result: Result) -> None:
+def _run(scenario: Scenario, cache: SourceCache, seed: int, result: Result, workaround: str | None) -> None:
     path = _applicable_path(scenario, result)
     source_kwargs = path.source_kwargs(scenario.override)
     spec = {"name": scenario.model, "kwargs": scenario.override.as_dict(), "seed": seed,
             "source_kwargs": source_kwargs}
     source = _source(scenario, path, cache, source_kwargs, seed, result)
-    evidence = _load_and_judge(scenario, path, source, spec, result)
+    evidence = _load_and_judge(scenario, path, source, spec, result, workaround)
     _conclude(result, evidence, path, spec, source.input_size, scenario.meta)
 
 
@@ -104,8 +108,9 @@ def _source(scenario: Scenario, path: LoadingPath, cache: SourceCache, source_kw
 
 
 def _load_and_judge(scenario: Scenario, path: LoadingPath, source: SourceModel, spec: dict,
-                    result: Result) -> Evidence:
+                    result: Result, workaround: str | None = None) -> Evidence:
     with tempfile.TemporaryDirectory(prefix="timm-compat-", dir=_RAM_DIR) as workdir:
+        undo = WORKAROUNDS[workaround].apply() if workaround else None
         try:
             with MetaShapes() if scenario.meta else contextlib.nullcontext():
                 loaded = path.roundtrip(source.model, workdir, spec)
@@ -113,6 +118,9 @@ def _load_and_judge(scenario: Scenario, path: LoadingPath, source: SourceModel, 
             if scenario.meta and (reason := meta_limitation(e)):
                 raise _stop(result, "skipped", f"not checkable on the meta device: {reason}") from None
             return from_exception(e)
+        finally:
+            if undo is not None:
+                undo()
         try:
             return (judge_structure if scenario.meta else path.check.judge)(source, loaded)
         except NotApplicable as e:
@@ -128,8 +136,24 @@ def _conclude(result: Result, evidence: Evidence, path: LoadingPath, spec: dict,
         return
     result.status = "failed"
     result.signature, result.message = classify(evidence, path.name)
-    result.repro = script(result.id, path, spec, input_size, result.versions, meta=meta)
+    result.repro = script(result.id, path, spec, input_size, result.versions, meta=meta, signature=result.signature)
     if is_limitation(result.signature):
         # An exporter that cannot handle the architecture at all: reported, but not a loading failure.
         result.status = "skipped"
         result.message = f"limitation, not a loading failure: {result.message}"
+
+
+def behind_known(front: Result, behind: Result, workaround: str) -> Result:
+    """A cell that failed with a known failure, and the same cell run again with that failure's workaround: one
+    result keeping both. When the worked-around load fails as well, that second failure is what the cell shows
+    (its signature, message, evidence and repro), since nothing excuses it yet."""
+    front.behind = {"workaround": workaround, "status": behind.status, "signature": behind.signature,
+                    "message": behind.message, "front": {"signature": front.signature, "message": front.message}}
+    front.duration_s = round(front.duration_s + behind.duration_s, 3)
+    if behind.status == "failed" and behind.signature == front.signature:
+        front.behind["status"] = "not past it"  # the fix does not reach this cell's failure: nothing was checked
+    elif behind.status in ("failed", "error"):
+        front.status, front.signature = behind.status, behind.signature
+        front.evidence, front.repro = behind.evidence, behind.repro
+        front.message = f"behind the known {front.behind['front']['signature']} (with {workaround}): {behind.message}"
+    return front

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from ..core import result as results
 from ..core.scenario import Scenario
+from ..signatures.known_failures import Baseline
 from ..source.models import SourceCache
-from .runner import run_scenario
+from .runner import behind_known, run_scenario
 
 
 def new_run_id() -> str:
@@ -32,6 +33,17 @@ class MatrixSession:
             return results.Result.for_scenario(scenario, "skipped", self.run_id,
                                                message=self.skip_models[scenario.model])
         return run_scenario(scenario, self.cache, self.run_id)
+
+    def verdict(self, scenario: Scenario, baseline: Baseline) -> results.Result:
+        """The cell run and judged against the baseline. A failure the baseline knows, whose entry names a
+        workaround, is run again with it applied: the cell is xfailed only when the known failure is all that
+        is wrong, and a second failure behind it is a new failure under its own signature."""
+        result = self.run(scenario)
+        entry = baseline.expected(result.id, result.signature, result.versions) if result.status == "failed" else None
+        if entry is not None and entry.workaround_name:
+            behind = run_scenario(scenario, self.cache, self.run_id, workaround=entry.workaround_name)
+            result = behind_known(result, behind, entry.workaround_name)
+        return baseline.apply(result)
 
     def record(self, result: results.Result) -> None:
         results.append(self.report, result)

@@ -8,12 +8,16 @@ from collections.abc import Callable
 
 import pytest
 
+from .isolation import scenario_id_from_nodeid
+
 
 class XdistHooks:
-    """Registered on the controller when xdist is active. `run_id` is the controller's, read when a node starts."""
+    """Registered on the controller when xdist is active. `run_id` is the controller's, read when a node starts;
+    `collected` hears the scenario ids a worker collected (every worker collects the same plan)."""
 
-    def __init__(self, run_id: Callable[[], str]) -> None:
+    def __init__(self, run_id: Callable[[], str], collected: Callable[[list[str]], None]) -> None:
         self.run_id = run_id
+        self.collected = collected
 
     @pytest.hookimpl
     def pytest_configure_node(self, node) -> None:
@@ -21,9 +25,11 @@ class XdistHooks:
 
     @pytest.hookimpl
     def pytest_xdist_node_collection_finished(self, node, ids) -> None:
+        scenario_ids = [scenario_id_from_nodeid(i) for i in ids]
         progress = node.config.pluginmanager.get_plugin("timm-compat-progress")
         if progress is not None:
-            progress.total = len(ids)
+            progress.planned(scenario_ids)
+        self.collected(scenario_ids)
 
 
 def worker_run_id(config: pytest.Config) -> str | None:

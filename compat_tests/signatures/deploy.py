@@ -12,7 +12,8 @@ from .detect import output_detail, raised
 # The exporters the export path runs, one cell each; each has its own three signatures in the catalog.
 EXPORTERS = ("torch_export", "jit", "onnx")
 
-_none_called = raised(r"'NoneType' object is not callable", "TypeError")
+NONE_CALLED = r"'NoneType' object is not callable"
+_none_called = raised(NONE_CALLED, "TypeError")
 
 
 def none_module_called(ev: Evidence) -> str | None:

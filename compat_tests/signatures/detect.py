@@ -29,6 +29,10 @@ class Signature:
     limitation: bool = False
     # Seen only in tensor values or outputs, so a structural (meta-device) cell can never show it.
     needs_values: bool = False
+    # What a repro of it checks (repro/templates.signature_holds): keys, values, buffers, outputs, raised,
+    # adapted or process; and for `raised`, the exception's type (None: any) and the pattern its message has.
+    family: str = "any"
+    raises: tuple[str | None, str] | None = None
 
     def scoped_to(self, path: str | None) -> bool:
         return not self.paths or path in self.paths

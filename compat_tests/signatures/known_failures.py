@@ -13,12 +13,19 @@ fails the run, so the baseline cannot quietly outlive the bug.
     expires = 2026-06-30               # optional TOML date
     when = { transformers = ">=5" }    # optional: only under these releases (PEP 440 specifiers)
     xpass = false                      # optional: the ids describe where it can occur, not cells that fail
+    workaround = "drop-num-classes-from-model-args"   # optional: see below; or "none: <why there is none>"
 
 `when` keeps an entry about one release line from excusing (or being "fixed" by) runs on another:
 each cell is judged against the versions it recorded, so an old report is re-judged correctly too.
 `xpass = false` is for a failure of a whole class of models (every model with non-persistent buffers, on
 one path): it excuses matching failures, but a passing cell under its globs is just a pass, not "fixed".
 Its expiry is then what makes the baseline be revisited.
+
+A failure that stops a path at its first step hides everything behind it. `workaround` names the fix users
+apply by hand (paths/support/workarounds.py): a cell failing with the entry's signature is run again with it
+applied, and is xfailed only when the worked-around load passes; a second failure behind the known one makes
+the cell failed under that second signature. An entry whose failure has no such fix says why
+(`workaround = "none: ..."`).
 """
 
 from __future__ import annotations
@@ -42,7 +49,8 @@ else:  # pragma: no cover - Python 3.10 has no tomllib; tomli is the same parser
 
 DEFAULT_FILE = Path(__file__).resolve().parents[2] / "fixtures" / "known_failures.toml"
 _REQUIRED = ("id", "signature", "reason", "upstream")
-_ALLOWED = (*_REQUIRED, "expires", "when", "xpass")
+_ALLOWED = (*_REQUIRED, "expires", "when", "xpass", "workaround")
+NO_WORKAROUND = "none:"
 
 
 class KnownFailuresError(ValueError):
@@ -60,6 +68,13 @@ class KnownFailure:
     when: tuple[tuple[str, str], ...] = ()
     # False: a passing cell under the globs is not news (the entry names a class of models, not cells).
     xpass: bool = True
+    # The fix users apply to get past the failure (a name in paths/support/workarounds.py), "none: <why>", or "".
+    workaround: str = ""
+
+    @property
+    def workaround_name(self) -> str | None:
+        """The workaround to run the cell again with, if the entry names one."""
+        return self.workaround if self.workaround and not self.workaround.startswith(NO_WORKAROUND) else None
 
     @property
     def id(self) -> str:
@@ -97,6 +112,8 @@ class KnownFailure:
             record["expires"] = self.expires.isoformat()
         if self.when:
             record["when"] = dict(self.when)
+        if self.workaround:
+            record["workaround"] = self.workaround
         return record
 
 
@@ -170,8 +187,13 @@ def _entry(raw: Any, where: str) -> KnownFailure:
     if not xpass and expires is None:
         raise KnownFailuresError(f"{where}: an entry with xpass = false needs an expires date: nothing else "
                                  "will say when it is fixed")
+    workaround = raw.get("workaround", "")
+    if not isinstance(workaround, str) or (workaround.startswith(NO_WORKAROUND)
+                                           and not workaround[len(NO_WORKAROUND):].strip()):
+        raise KnownFailuresError(f"{where}: workaround must name a workaround or say \"none: <why>\", "
+                                 f"not {workaround!r}")
     return KnownFailure(globs, raw["signature"], raw["reason"].strip(), raw["upstream"].strip(), expires,
-                        _when(raw.get("when"), where), xpass)
+                        _when(raw.get("when"), where), xpass, workaround.strip())
 
 
 def _when(raw: Any, where: str) -> tuple[tuple[str, str], ...]:

@@ -9,12 +9,15 @@ from __future__ import annotations
 from ..core.evidence import Evidence
 from .detect import message, output_detail, raised
 
-_tampered = raised(r"sha256 mismatch")
-_no_attribute = raised(r"'(\w+)' object has no attribute '(\w+)'", "AttributeError")
-_cant_get = raised(r"Can't get attribute '([\w.]+)' on <module '([\w.]+)'")
-_NO_MODULE = r"No module named '([\w.]+)'"
-_no_module = raised(_NO_MODULE, "ModuleNotFoundError")
-_no_import = raised(_NO_MODULE, "ImportError")
+TAMPERED = r"sha256 mismatch"
+NO_ATTRIBUTE = r"'(\w+)' object has no attribute '(\w+)'"
+CANT_GET = r"Can't get attribute '([\w.]+)' on <module '([\w.]+)'"
+NO_MODULE = r"No module named '([\w.]+)'"
+_tampered = raised(TAMPERED)
+_no_attribute = raised(NO_ATTRIBUTE, "AttributeError")
+_cant_get = raised(CANT_GET)
+_no_module = raised(NO_MODULE, "ModuleNotFoundError")
+_no_import = raised(NO_MODULE, "ImportError")
 
 
 def _releases(ev: Evidence) -> str:

@@ -145,7 +145,8 @@ def tensor_mismatch(ev: Evidence) -> str | None:
     return f"{len(ev.value_mismatches)} tensor(s) differ from the source, worst {key} (max abs diff {diff:.3g})"
 
 
-_shared = raised(r"tensors share memory|contained shared tensors")
+SHARED_TENSORS = r"tensors share memory|contained shared tensors"
+_shared = raised(SHARED_TENSORS)
 
 
 def shared_tensors(ev: Evidence) -> str | None:
@@ -156,8 +157,9 @@ def shared_tensors(ev: Evidence) -> str | None:
     return f"shared: {some(sorted(set(names)))}" if names else ev.exception["message"][:160]
 
 
-_hub_needed = raised(
-    r"cannot find the requested files in the local cache|[Oo]ffline mode is enabled|outgoing traffic has been disabled")
+HUB_NEEDED = (r"cannot find the requested files in the local cache|[Oo]ffline mode is enabled"
+              r"|outgoing traffic has been disabled")
+_hub_needed = raised(HUB_NEEDED)
 
 
 def hub_access(ev: Evidence) -> str | None:

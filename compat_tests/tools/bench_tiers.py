@@ -18,6 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..core import result as results
+
 REPO = Path(__file__).resolve().parents[2]
 STRUCTURAL_GOAL_S = 180.0
 # The numeric full tier's default parameter budget: models above it are listed as skipped.
@@ -44,18 +46,18 @@ def run_tier(args: list[str], report_dir: Path, workers: int = 2) -> dict[str, A
 
 def summarise(report: Path) -> dict[str, Any]:
     """Cells by status, models run, and what the parameter budget left out (from the report's skip records)."""
-    records = [json.loads(line) for line in report.read_text().splitlines() if line.strip()] if report.exists() else []
-    statuses = Counter(r["status"] for r in records)
-    budget = sorted(r["model"] for r in records if "--max-params" in r.get("message", ""))
-    meta_limited = sum(1 for r in records if "not checkable on the meta device" in r.get("message", ""))
+    records = list(results.read(report))
+    statuses = Counter(r.status for r in records)
+    budget = sorted(r.model for r in records if "--max-params" in r.message)
+    meta_limited = sum(1 for r in records if "not checkable on the meta device" in r.message)
     return {
         "cells": len(records),
-        "models": len({r["model"] for r in records} - set(budget)),
+        "models": len({r.model for r in records} - set(budget)),
         "statuses": dict(sorted(statuses.items())),
         "skipped_by_param_budget": len(budget),
         "skipped_by_param_budget_models": budget,
         "not_checkable_on_meta": meta_limited,
-        "cell_seconds": round(sum(r.get("duration_s", 0.0) for r in records), 1),
+        "cell_seconds": round(sum(r.duration_s for r in records), 1),
     }
 
 

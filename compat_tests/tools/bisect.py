@@ -8,7 +8,6 @@ the other library) stays as installed and only the bisected package varies.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import subprocess
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
+from ..core import result as results
 from ..core.scenario import parse_id
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,17 +67,17 @@ def probe(scenario_id: str, package: str, version: Version, workdir: Path) -> Ou
     parsed = parse_id(scenario_id)
     model, path = (parsed.model, parsed.path) if parsed else (scenario_id.split("-")[0], "create_model")
     tier = ["--tier", "structural"] if parsed and parsed.meta else []
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")]),
+    # The overlay is the point: a tox env's promise of its own releases (TIMM_COMPAT_EXPECT) does not hold here.
+    inherited = {k: v for k, v in os.environ.items() if k != "TIMM_COMPAT_EXPECT"}
+    env = {**inherited, "PYTHONPATH": os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")]),
            "HF_HUB_OFFLINE": "1"}
     subprocess.run([sys.executable, "-m", "pytest", str(REPO / "compat_tests"), "-q", "-p", "no:cacheprovider",
                     "--models", model, "--paths", path, *tier, "--report-dir", str(reports), "-k", scenario_id],
                    cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
-    report = reports / "compat-report.jsonl"
-    for line in report.read_text().splitlines() if report.exists() else []:
-        record = json.loads(line)
-        if record["id"] == scenario_id:
-            status = _RAW_STATUS.get(record["status"], record["status"])
-            return status, record.get("signature", "") if status != "passed" else ""
+    for record in results.read(reports / results.REPORT_NAME):
+        if record.id == scenario_id:
+            status = _RAW_STATUS.get(record.status, record.status)
+            return status, record.signature if status != "passed" else ""
     return "error", "no-record"
 
 

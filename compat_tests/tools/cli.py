@@ -29,63 +29,86 @@ class CliError(Exception):
     """A message for the user; the command exits with BAD_INPUT."""
 
 
-def _load(targets: Sequence[str], as_recorded: bool) -> list[Result]:
-    records = report_io.load(targets)
-    return records if as_recorded else reclassify(records)
+def _load(targets: Sequence[str], rederive: bool) -> report_io.Report:
+    """The reports, with the names the live run gave; re-derived from the evidence with today's catalog only on
+    request, saying where the two differ."""
+    report = report_io.load(targets)
+    if rederive and (changed := reclassify(report.records)):
+        shown = "; ".join(f"{i}: {old or '-'} -> {new}" for i, old, new in changed[:5])
+        print(f"timm-compat: today's catalog names {len(changed)} recorded failure(s) differently: {shown}"
+              + (f" (+{len(changed) - 5} more)" if len(changed) > 5 else ""), file=sys.stderr)
+    return report
+
+
+def _incomplete(command: str, report: report_io.Report, since: report_io.Diff | None, against: object) -> bool:
+    """Say on stderr why a report is not the whole of its runs; True when it is not."""
+    lines = report.problems()
+    if since is not None and since.not_run:
+        lines.append(f"{len(since.not_run)} scenario(s) of {against} were selected again but never recorded, "
+                     f"e.g. {', '.join(r.id for r in since.not_run[:3])}")
+    for line in lines:
+        print(f"timm-compat {command}: INCOMPLETE: {line}", file=sys.stderr)
+    return bool(lines)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    records = _load(args.reports, args.as_recorded)
+    report = _load(args.reports, args.reclassify)
+    records = report.records
     baseline = known_failures.load(args.known_failures) if args.known_failures else None
     if baseline is not None:
         records = [baseline.apply(r) for r in records]
-    against = Path(args.against) if args.against else report_io.previous(args.reports[0])
+    against = Path(args.against) if args.against else report_io.previous(args.reports[0], report)
     since = None
     if against is not None:
-        old = _load([str(against)], args.as_recorded)
+        old = _load([str(against)], args.reclassify)
         if baseline is not None:
-            old = [baseline.apply(r) for r in old]
-        since = report_io.diff(old, records)
+            old.records = [baseline.apply(r) for r in old.records]
+        since = report_io.diff(old, report)
     first = Path(args.reports[0])
     out = Path(args.out) if args.out else (first if first.is_dir() else first.parent)
-    markdown = report_markdown.render(records, since, baseline.expired if baseline else (), args.title)
+    markdown = report_markdown.render(records, since, baseline.expired if baseline else (), args.title,
+                                      report.problems())
     from ..report import html as report_html
 
     md_file = out / "summary.md"
     out.mkdir(parents=True, exist_ok=True)
     md_file.write_text(markdown, encoding="utf-8")
-    html_file = report_html.write(out / "report.html", records, args.title)
+    # A report read from several places is best reproduced from its merge; one file or folder names itself.
+    html_file = report_html.write(out / "report.html", records, args.title,
+                                  report=args.reports[0] if len(args.reports) == 1 else None)
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:
         with open(step_summary, "a", encoding="utf-8") as f:
             f.write(markdown)
     sys.stdout.write(markdown)
     print(f"timm-compat: wrote {md_file} and {html_file} ({len(records)} scenarios)", file=sys.stderr)
+    incomplete = _incomplete("report", report, since, against)
     new = sum(r.status in ("failed", "error") for r in records)
-    return 1 if args.fail_on_new and (new or (baseline and baseline.expired)) else 0
+    return 1 if incomplete or (args.fail_on_new and (new or (baseline and baseline.expired))) else 0
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    files = [f for t in args.reports for f in report_io.report_files(Path(t))]
-    merged = report_io.merge(report_io.read_file(f) for f in files)
+    report = report_io.load(args.reports)
     if args.output:
-        report_io.write(Path(args.output), merged)
-        print(f"timm-compat: merged {len(merged)} scenarios from {len(files)} file(s) into {args.output}",
-              file=sys.stderr)
+        report_io.write(Path(args.output), report.records, report.runs.values())
+        print(f"timm-compat: merged {len(report.records)} scenarios of {len(report.runs) or 'unrecorded'} run(s) "
+              f"into {args.output}", file=sys.stderr)
     else:
-        sys.stdout.write("".join(r.to_json() + "\n" for r in merged))
+        sys.stdout.write(report_io.dumps(report.records, report.runs.values()))
+    _incomplete("merge", report, None, None)  # said, not fatal: a nightly merges what its shards left
     return 0
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    old = _load([args.old], args.as_recorded)
-    new = _load([args.new], args.as_recorded)
+    old = _load([args.old], args.reclassify)
+    new = _load([args.new], args.reclassify)
     d = report_io.diff(old, new)
     if args.json:
-        print(json.dumps(d.ids(), indent=1))
+        print(json.dumps({**d.ids(), "incomplete": new.problems()}, indent=1))
     else:
         print("\n".join(report_io.render_diff(d)))
-    return 1 if args.exit_code and (d.new_failures or d.new_scenarios_failing) else 0
+    incomplete = _incomplete("diff", new, d, args.old)
+    return 1 if incomplete or (args.exit_code and (d.new_failures or d.new_scenarios_failing)) else 0
 
 
 def _generate_repro(scenario_id: str, override_kwargs: dict | None) -> str:
@@ -127,7 +150,7 @@ def cmd_repro(args: argparse.Namespace) -> int:
     target = Path(args.report)
     records: list[Result] = []
     if target.exists():
-        records = report_io.load([str(target)])
+        records = report_io.load([str(target)]).records
     elif args.report_given:
         raise ReportError(f"{target}: no such file or directory")
     found = next((r for r in records if r.id == args.id), None)
@@ -153,9 +176,11 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("reports", nargs="+", help="report files or directories (shards are merged)")
     r.add_argument("--out", help="where summary.md and report.html go (default: beside the first report)")
     r.add_argument("--known-failures", help="re-judge the records against this baseline (xfailed/xpassed)")
-    r.add_argument("--against", help="an older report to list changes against (default: compat-report.prev.jsonl)")
+    r.add_argument("--against", help="an older report to list changes against (default: the run before, of the same "
+                                     "selection, kept in runs/)")
     r.add_argument("--title", default="timm-compat report")
-    r.add_argument("--as-recorded", action="store_true", help="keep recorded signatures instead of re-classifying")
+    r.add_argument("--reclassify", action="store_true",
+                   help="re-derive each failure's signature from its evidence with today's catalog (says what changed)")
     r.add_argument("--fail-on-new", action="store_true", help="exit 1 when there are new failures or expired entries")
     r.set_defaults(func=cmd_report)
 
@@ -168,7 +193,7 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("old")
     d.add_argument("new")
     d.add_argument("--json", action="store_true")
-    d.add_argument("--as-recorded", action="store_true")
+    d.add_argument("--reclassify", action="store_true", help="as for report")
     d.add_argument("--exit-code", action="store_true", help="exit 1 when NEW has new failures")
     d.set_defaults(func=cmd_diff)
 

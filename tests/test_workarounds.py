@@ -1,0 +1,116 @@
+"""Known failures do not hide what lies behind them: each workaround does what users do by hand, and a cell whose
+known failure has one is run again with it, xfailed only when the known failure is all that is wrong.
+
+Faults are real behaviour put into the real libraries: timm 1.0.31's save_for_hf writing num_classes into
+config.json model_args (the known kwarg-conflict, put back so the test does not depend on the installed timm),
+and transformers <= 4.48's gamma -> weight rename of checkpoint keys (a second fault behind it)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from compat_tests.core.scenario import Scenario
+from compat_tests.paths.support.workarounds import WORKAROUNDS
+from compat_tests.run.session import MatrixSession
+from compat_tests.signatures import known_failures
+
+from .test_runner_faults import legacy_transformers_rename
+
+
+def _writes_num_classes(monkeypatch) -> None:
+    """timm 1.0.31's save_for_hf: num_classes recorded in config.json model_args (transformers then fails)."""
+    import timm.models
+    from timm.models import _hub
+
+    real = _hub.save_for_hf
+
+    def save_for_hf(model, save_directory, *args, **kwargs):
+        out = real(model, save_directory, *args, **kwargs)
+        file = f"{save_directory}/config.json"
+        config = json.loads(open(file).read())
+        config.setdefault("model_args", {})["num_classes"] = config["num_classes"]
+        open(file, "w").write(json.dumps(config))
+        return out
+
+    monkeypatch.setattr(_hub, "save_for_hf", save_for_hf)
+    monkeypatch.setattr(timm.models, "save_for_hf", save_for_hf)
+
+
+def test_drop_num_classes_from_model_args(monkeypatch, tmp_path, byob):
+    import timm.models
+    import transformers
+
+    _writes_num_classes(monkeypatch)
+    with pytest.raises(TypeError, match="multiple values for keyword argument 'num_classes'"):
+        timm.models.save_for_hf(byob.model, str(tmp_path / "as_saved"))
+        transformers.AutoModelForImageClassification.from_pretrained(str(tmp_path / "as_saved"))
+    faulty = timm.models.save_for_hf
+    undo = WORKAROUNDS["drop-num-classes-from-model-args"].apply()
+    try:
+        timm.models.save_for_hf(byob.model, str(tmp_path / "fixed"))
+    finally:
+        undo()
+    assert "num_classes" not in json.loads((tmp_path / "fixed" / "config.json").read_text()).get("model_args", {})
+    transformers.AutoModelForImageClassification.from_pretrained(str(tmp_path / "fixed"))
+    assert timm.models.save_for_hf is faulty, "undo restores what was there"
+
+
+def test_hybrid_backbone_without_download():
+    from timm.models import vision_transformer_hybrid as hybrid
+
+    with torch.device("meta"), pytest.raises(Exception, match="offline|local cache|outgoing traffic"):
+        hybrid.resnet26d(pretrained=True, features_only=True)  # what the hybrid does with a local file
+    real = hybrid.resnet26d
+    undo = WORKAROUNDS["hybrid-backbone-without-download"].apply()
+    try:
+        with torch.device("meta"):
+            hybrid.resnet26d(pretrained=True, features_only=True)
+            hybrid.resnet50d(pretrained=True, features_only=True)
+    finally:
+        undo()
+    assert hybrid.resnet26d is real
+
+
+TESTED = {"drop-num-classes-from-model-args": test_drop_num_classes_from_model_args,
+          "hybrid-backbone-without-download": test_hybrid_backbone_without_download}
+
+
+def test_every_workaround_has_a_selftest_and_every_named_one_exists():
+    assert set(TESTED) == set(WORKAROUNDS)
+    assert all(w.summary for w in WORKAROUNDS.values())
+    named = {e.workaround_name for e in known_failures.load(known_failures.DEFAULT_FILE).entries}
+    assert named - {None} <= set(WORKAROUNDS)
+
+
+@pytest.fixture
+def session(tmp_path) -> MatrixSession:
+    return MatrixSession(run_id="behind", report=tmp_path / "run.jsonl")
+
+
+@pytest.fixture
+def baseline() -> known_failures.Baseline:
+    return known_failures.load(known_failures.DEFAULT_FILE)
+
+
+def test_the_known_failure_alone_stays_xfailed_and_was_checked_behind(monkeypatch, session, baseline):
+    _writes_num_classes(monkeypatch)
+    result = session.verdict(Scenario("test_vit2", "hf_auto"), baseline)
+    assert result.status == "xfailed" and result.signature == "kwarg-conflict", result.message
+    assert result.behind["status"] == "passed" and result.behind["workaround"] == "drop-num-classes-from-model-args"
+
+
+def test_a_second_fault_behind_the_known_one_is_a_new_failure(monkeypatch, session, baseline):
+    _writes_num_classes(monkeypatch)
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **kw: legacy_transformers_rename(real_load(*a, **kw)))
+    result = session.verdict(Scenario("test_vit2", "hf_auto"), baseline)
+    assert result.status == "failed" and result.signature == "layerscale-gamma-renamed", result.message
+    assert "behind the known kwarg-conflict" in result.message and "blocks.0.ls1.gamma" in result.message
+    assert result.behind["front"]["signature"] == "kwarg-conflict"
+    # The recorded evidence is the second failure's, so re-classifying the record gives its name back.
+    from compat_tests.signatures.catalog import classify_record
+
+    assert classify_record(result)[0] == "layerscale-gamma-renamed"
