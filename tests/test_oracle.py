@@ -207,3 +207,24 @@ def test_the_first_diverging_layer_is_named_and_float_noise_there_is_not_a_failu
     evidence = Evidence(output={"ok": False, "max_error": 1.0, "tolerance": 0.1})
     explain_output(evidence, source, broken, x)
     assert not evidence.output["ok"] and evidence.output["first_divergence"]["module"].startswith("blocks.1.attn")
+
+
+def test_a_buffer_left_on_the_meta_device_is_named_not_a_harness_error():
+    """What transformers 4.51-4.57 leaves in a TimmWrapper's Swin: a computed buffer with no data (built from
+    parameters on the meta device). The oracle must name it, and so must the error torch raises for it."""
+    import timm
+
+    from compat_tests.source.models import build_source
+
+    source = build_source("test_vit_relpos")
+    model = timm.create_model("test_vit_relpos", pretrained=False).eval()
+    model.load_state_dict(source.model.state_dict())
+    owner, name = next((m, n) for m in model.modules() for n, b in m._buffers.items()
+                       if b is not None and n in m._non_persistent_buffers_set)
+    owner.register_buffer(name, torch.empty_like(owner._buffers[name], device="meta"), persistent=False)
+    evidence = judge(source, {"model": model})
+    assert classify(evidence)[0] == "nonpersistent-buffer-not-rebuilt"
+    # What Swin's constructor raises when it copies a mask computed from parameters on meta into its buffer.
+    with pytest.raises(NotImplementedError) as raised:
+        torch.zeros(3).copy_(torch.empty(3, device="meta"))
+    assert classify(from_exception(raised.value))[0] == "nonpersistent-buffer-not-rebuilt", str(raised.value)

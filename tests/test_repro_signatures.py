@@ -214,6 +214,8 @@ RAISED_EXAMPLES = {
     "class-moved-or-renamed": ("legacy", "AttributeError", "Can't get attribute 'Old' on <module 'timm.layers'>",
                                {"kind": "pickle", "stage": "load"}),
     "none-module-called": ("reparam", "TypeError", "'NoneType' object is not callable", {}),
+    "input-dtype-not-cast": ("checkpoint_dtype", "RuntimeError",
+                             "Input type (float) and bias type (c10::BFloat16) should be the same", {}),
     "legacy-artifact-tampered": ("legacy", "RuntimeError", "legacy artifact sha256 mismatch: model.pth",
                                  {"stage": "verify"}),
 }

@@ -178,6 +178,13 @@ def _module_config(vit_ls, byob, tmp_path):
     return judge(vit_ls, loaded_from(vit_ls, saved(vit_ls), strict=True, model=other))
 
 
+def _input_dtype(vit_ls, byob, tmp_path):
+    """A half-precision model given a float32 input by a wrapper that does not cast it (transformers 5.0-5.4's
+    TimmWrapperModel under dtype="auto")."""
+    half = fresh(byob).to(torch.bfloat16)
+    return raised(lambda: half(byob.input()))
+
+
 def _result() -> Result:
     return Result(id="test_vit2-state_dict-base", model="test_vit2", path="state_dict", override="base",
                   status="passed")
@@ -199,6 +206,7 @@ FAULTS = {
     "silent-reinit": _silent_reinit,
     "tensor-mismatch": _tensor,
     "module-config-differs": _module_config,
+    "input-dtype-not-cast": _input_dtype,
     "output-mismatch": _output,
 }
 

@@ -115,6 +115,12 @@ CATALOG: tuple[Signature, ...] = (
               family="keys"),
     Signature("dtype-changed", "a loaded tensor's dtype differs from the saved one",
               "check the loader's dtype defaults", loads.dtype_changed, family="keys"),
+    # After dtype-changed: a loader that changed the dtype against its documentation is the cause then.
+    Signature("input-dtype-not-cast", "the loaded model cannot take an ordinary input: its weights are in another "
+              "dtype and the loader's model does not cast the input to it",
+              "cast the input to the model's dtype in the wrapper's forward (as TimmWrapperForImageClassification "
+              "does), or load the weights in float32", loads.input_not_cast,
+              family="raised", raises=("RuntimeError", loads.INPUT_DTYPE)),
     Signature("nonpersistent-buffer-not-rebuilt",
               "buffers the model computes in __init__ (not saved) hold other values after loading",
               "the loader built the model without running its init (meta device); recompute these buffers",

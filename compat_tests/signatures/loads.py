@@ -123,13 +123,22 @@ def dtype_changed(ev: Evidence) -> str | None:
     if not ev.dtype_mismatches:
         return None
     key, want, got = ev.dtype_mismatches[0]
-    return f"{key}: saved {want}, loaded {got} ({len(ev.dtype_mismatches)} tensors)"
+    return f"{key}: expected {want}, loaded {got} ({len(ev.dtype_mismatches)} tensors)"
+
+
+# What torch says when a model's own computation meets a tensor a loader left on the meta device (a numeric
+# cell never builds on meta, so only a loader can have put it there).
+LEFT_ON_META = r"Cannot copy out of meta tensor|on device meta is not on the expected device"
+_left_on_meta = raised(LEFT_ON_META)
 
 
 def buffer_not_rebuilt(ev: Evidence) -> str | None:
-    if not ev.buffer_mismatches:
-        return None
-    return f"{len(ev.buffer_mismatches)} differ, e.g. {some(ev.buffer_mismatches)}"
+    if ev.buffer_mismatches:
+        return f"{len(ev.buffer_mismatches)} differ, e.g. {some(ev.buffer_mismatches)}"
+    if _left_on_meta(ev):
+        assert ev.exception is not None
+        return f"a computed tensor was left on the meta device (raised at {ev.exception.get('where') or '?'})"
+    return None
 
 
 def silent_reinit(ev: Evidence) -> str | None:
@@ -180,3 +189,17 @@ def module_config(ev: Evidence) -> str | None:
 
 def output_mismatch(ev: Evidence) -> str | None:
     return output_detail(ev.output)
+
+
+# What torch says when a layer gets an input of another floating dtype than its weights.
+INPUT_DTYPE = (r"Input type \(([\w:.]+)\) and (?:bias|weight) type \(([\w:.]+)\) should be the same"
+               r"|must have the same dtype, but got (\w+) and (\w+)")
+_input_dtype = raised(INPUT_DTYPE, "RuntimeError")
+
+
+def input_not_cast(ev: Evidence) -> str | None:
+    if not (m := _input_dtype(ev)):
+        return None
+    got, want = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+    assert ev.exception is not None
+    return f"a {got} input reached {want} weights (raised at {ev.exception.get('where') or '?'})"
