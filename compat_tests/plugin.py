@@ -31,6 +31,7 @@ from .run.selection import SelectionError, parse_count  # noqa: E402
 from .run.session import MatrixSession, new_run_id  # noqa: E402
 from .run.sharding import ShardError, parse_shard  # noqa: E402
 from .run.tiers import TIERS  # noqa: E402
+from .run.workdirs import sweep  # noqa: E402
 from .run.workers import XdistHooks, threads_per_worker, worker_run_id  # noqa: E402
 from .signatures import known_failures  # noqa: E402
 
@@ -151,6 +152,7 @@ def pytest_configure(config: pytest.Config) -> None:
         results.append_run_line(run_path(config), results.run_line(
             results.RUN_START, config.stash[_RUN_ID], selection=asdict(_options(config)), versions=installed()))
     results.prune(report_dir(config), config.getoption("keep_runs"), config.stash[_RUN_ID])
+    sweep()  # what a run killed before this one left in RAM
     every = config.getoption("progress_every")
     if every and every > 0:
         expected = {r.id: r.duration_s for r in results.read(report_dir(config) / results.REPORT_NAME)}
@@ -238,6 +240,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # An expired entry fails the run even when everything else is green: the baseline must be revisited.
     if config.stash.get(_BASELINE, known_failures.Baseline()).expired and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    sweep()
     if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         # Only a run that went through all its cells ends, and only such a run becomes compat-report.jsonl;
         # an interrupted one stays in runs/ as "never finished" (`--resume` continues it).

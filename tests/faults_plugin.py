@@ -1,7 +1,8 @@
 """A pytest plugin for the suite's own tests: puts a crash or a hang into timm.create_model for one model.
 
 TIMM_COMPAT_FAULT=crash:MODEL kills the process with SIGSEGV; TIMM_COMPAT_FAULT=hang:MODEL sleeps.
-Only real (non-meta) builds are hit, so collection-time probes stay unaffected.
+Only real (non-meta) builds are hit, so collection-time probes stay unaffected. TIMM_COMPAT_FAULT=kill-on-load:
+SIGKILLs the process inside torch.load, i.e. mid-cell, with the cell's files written.
 """
 
 import os
@@ -16,6 +17,13 @@ def pytest_configure(config):
     kind, target = fault.split(":", 1)
     import timm
     import torch
+
+    if kind == "kill-on-load":
+        def killed(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        torch.load = killed
+        return
 
     real = timm.create_model
 

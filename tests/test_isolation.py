@@ -74,3 +74,25 @@ def test_a_killed_run_resumed_ends_with_the_uninterrupted_report(tmp_path):
     assert outcomes(killed) == outcomes(whole), resumed.stdout[-3000:]
     assert len({r["run_id"] for r in records(killed)}) == 1, "the resumed half belongs to the same run"
     assert f"{partial} deselected" in resumed.stdout
+
+
+def orphans() -> list[Path]:
+    """Cell folders whose process is gone: RAM or disk that nobody will free."""
+    from compat_tests.run.workdirs import PREFIX, RAM_DIR, _alive
+
+    found = [f for base in {RAM_DIR or "/tmp", "/tmp"} for f in Path(base).glob(f"{PREFIX}*")]
+    return [f for f in found if f.name[len(PREFIX):].split("-")[0].isdigit()
+            and not _alive(int(f.name[len(PREFIX):].split("-")[0]))]
+
+
+def test_a_worker_killed_mid_cell_leaves_no_files_behind(tmp_path):
+    """SIGKILL inside the load, with the cell's checkpoint written to its (RAM-backed) folder: the controller,
+    which outlives the worker, removes the folder; a run killed whole is swept by the next run."""
+    proc = matrix(tmp_path, "--models", "test_vit2", "--paths", "state_dict", "-n", "2", fault="kill-on-load:")
+    (record,) = records(tmp_path)
+    assert record["signature"] == "crash", proc.stdout[-3000:]
+    assert orphans() == []
+    child = matrix(tmp_path / "whole", "--models", "test_vit2", "--paths", "state_dict", fault="kill-on-load:")
+    assert child.returncode == -signal.SIGKILL and orphans(), "the run itself was killed mid-cell"
+    matrix(tmp_path / "next", "--models", "test_vit2", "--paths", "create_model")
+    assert orphans() == []

@@ -17,6 +17,7 @@ import pytest
 from ..core import result as results
 from ..core.evidence import Evidence
 from ..signatures.catalog import classify
+from .workdirs import sweep
 
 
 def _crash_safe_loadgroup():
@@ -90,6 +91,7 @@ class Isolation:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_handlecrashitem(self, crashitem: str, report, sched) -> None:
+        sweep()  # the dead worker's cell folder (in RAM) is the controller's to remove
         worker = getattr(getattr(getattr(report, "node", None), "gateway", None), "id", "?")
         _record(self.report_path, self.run_id(), scenario_id_from_nodeid(crashitem),
                 output_tail=f"xdist worker {worker} died running {crashitem} and was replaced; the run went on")

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import os
-import tempfile
 import time
 import traceback
 
@@ -22,9 +20,7 @@ from ..repro.script import script
 from ..signatures.catalog import classify, is_limitation
 from ..source.meta import MetaShapes, meta_limitation
 from ..source.models import DEFAULT_SEED, SourceCache, SourceModel
-
-# Saves go to RAM where the machine has it: the matrix writes thousands of checkpoints.
-_RAM_DIR = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+from .workdirs import workdir
 
 
 class _Done(Exception):
@@ -109,11 +105,11 @@ def _source(scenario: Scenario, path: LoadingPath, cache: SourceCache, source_kw
 
 def _load_and_judge(scenario: Scenario, path: LoadingPath, source: SourceModel, spec: dict,
                     result: Result, workaround: str | None = None) -> Evidence:
-    with tempfile.TemporaryDirectory(prefix="timm-compat-", dir=_RAM_DIR) as workdir:
+    with workdir() as folder:
         undo = WORKAROUNDS[workaround].apply() if workaround else None
         try:
             with MetaShapes() if scenario.meta else contextlib.nullcontext():
-                loaded = path.roundtrip(source.model, workdir, spec)
+                loaded = path.roundtrip(source.model, folder, spec)
         except Exception as e:
             if scenario.meta and (reason := meta_limitation(e)):
                 raise _stop(result, "skipped", f"not checkable on the meta device: {reason}") from None
