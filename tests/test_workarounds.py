@@ -114,3 +114,6 @@ def test_a_second_fault_behind_the_known_one_is_a_new_failure(monkeypatch, sessi
     from compat_tests.signatures.catalog import classify_record
 
     assert classify_record(result)[0] == "layerscale-gamma-renamed"
+    # Its repro applies the workaround first, as the cell did, so it reaches the failure behind the known one.
+    assert "def drop_num_classes_from_model_args" in result.repro
+    assert "\ndrop_num_classes_from_model_args()" in result.repro

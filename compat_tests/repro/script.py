@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import textwrap
+from collections.abc import Callable
 from typing import Any
 
 from ..judge.oracle import OUTPUT_RTOL, compare_outputs, diff_state, diff_structure, module_differences
@@ -81,10 +82,13 @@ def script(
     versions: dict[str, Any],
     meta: bool = False,
     signature: str | None = None,
+    workaround: Callable[[], Any] | None = None,
 ) -> str:
     """A runnable Python script reproducing one cell (on the meta device for a structural cell). With the
     `signature` the cell's failure was named, the script checks that fact and its last line says whether it
-    holds; without one (a repro generated for a cell with no recorded failure) it checks the load as a whole."""
+    holds; without one (a repro generated for a cell with no recorded failure) it checks the load as a whole.
+    A failure found behind a known one (paths/support/workarounds.py) is reproduced with the `workaround`
+    applied first, as the cell ran it."""
     pinned = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
     expected = expectation(signature) if signature else None
     process = expected is not None and expected["family"] == "process"
@@ -105,6 +109,9 @@ def script(
         if obj.__name__ not in seen:
             seen.add(obj.__name__)
             parts.append(_source_of(obj))
+    if workaround is not None:
+        parts += [_source_of(workaround), f"{workaround.__name__}()  # the fix users apply by hand, applied as the "
+                                          "cell applied it: what fails is what lies behind the known failure"]
     if expected is None:
         parts.append(NO_VERDICT)
     else:

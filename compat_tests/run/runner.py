@@ -66,7 +66,7 @@ def _run(scenario: Scenario, cache: SourceCache, seed: int, result: Result, work
             "source_kwargs": source_kwargs}
     source = _source(scenario, path, cache, source_kwargs, seed, result)
     evidence = _load_and_judge(scenario, path, source, spec, result, workaround)
-    _conclude(result, evidence, path, spec, source.input_size, scenario.meta)
+    _conclude(result, evidence, path, spec, source.input_size, scenario.meta, workaround)
 
 
 def _applicable_path(scenario: Scenario, result: Result) -> LoadingPath:
@@ -126,13 +126,14 @@ def _load_and_judge(scenario: Scenario, path: LoadingPath, source: SourceModel, 
 
 
 def _conclude(result: Result, evidence: Evidence, path: LoadingPath, spec: dict, input_size: tuple[int, ...],
-              meta: bool = False) -> None:
+              meta: bool = False, workaround: str | None = None) -> None:
     result.evidence = evidence.to_json()
     if evidence.clean:
         return
     result.status = "failed"
     result.signature, result.message = classify(evidence, path.name)
-    result.repro = script(result.id, path, spec, input_size, result.versions, meta=meta, signature=result.signature)
+    result.repro = script(result.id, path, spec, input_size, result.versions, meta=meta, signature=result.signature,
+                          workaround=WORKAROUNDS[workaround].apply if workaround else None)
     if is_limitation(result.signature):
         # An exporter that cannot handle the architecture at all: reported, but not a loading failure.
         result.status = "skipped"
