@@ -40,6 +40,7 @@ _PLAN = pytest.StashKey[Plan]()
 _RUN_ID = pytest.StashKey[str]()
 _BASELINE = pytest.StashKey[known_failures.Baseline]()
 _PLANNED = pytest.StashKey[bool]()
+_RESUMED = pytest.StashKey[tuple[str | None, set[str]]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -130,9 +131,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # A tox env whose releases drifted from its promise (TIMM_COMPAT_EXPECT) would test others: refuse to start.
     if _runs_matrix(config) and (line := drift()):
         raise pytest.UsageError(line)
-    resumed = None
-    if getattr(config.option, "resume", False):
-        resumed, _ = last_run(report_dir(config))
+    # The run --resume continues and the cells it finished: read once, here, for collection and the plan too.
+    config.stash[_RESUMED] = last_run(report_dir(config)) if getattr(config.option, "resume", False) else (None, set())
+    resumed = config.stash[_RESUMED][0]
     if _is_worker(config):
         config.stash[_RUN_ID] = worker_run_id(config) or new_run_id()
     else:
@@ -165,7 +166,7 @@ def _planned(config: pytest.Config, ids: list[str]) -> None:
         return
     config.stash[_PLANNED] = True
     if getattr(config.option, "resume", False):
-        ids = [*ids, *last_run(report_dir(config))[1]]  # the cells the first half already recorded
+        ids = [*ids, *config.stash[_RESUMED][1]]  # the cells the first half already recorded
     results.append_run_line(run_path(config), results.run_line(results.RUN_PLAN, config.stash[_RUN_ID],
                                                                ids=sorted(set(ids))))
 
@@ -185,7 +186,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     if not config.getoption("resume", False):
         return
-    run_id, finished = last_run(report_dir(config))
+    run_id, finished = config.stash[_RESUMED]
     if run_id != config.stash.get(_RUN_ID, None):
         return
     keep, done = [], []

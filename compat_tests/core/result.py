@@ -12,7 +12,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +93,10 @@ class RunLog:
     # Whether it wrote its end line: a killed run never does.
     finished: bool = False
 
+    def plan(self, ids: Iterable[str]) -> None:
+        """Add cells to its plan (a resumed run, or shards of one run, plan in parts)."""
+        self.planned = sorted(set(self.planned or ()) | set(ids))
+
 
 def run_line(kind: str, run_id: str, **fields: Any) -> dict[str, Any]:
     return {kind: {"run_id": run_id, **fields}}
@@ -131,7 +135,7 @@ def add_run_line(runs: dict[str, RunLog], kind: str, body: dict[str, Any]) -> No
         log.selection = dict(body.get("selection") or {})
         log.finished = False  # a resumed run starts again
     elif kind == RUN_PLAN:
-        log.planned = sorted(set(log.planned or []) | set(body.get("ids") or []))
+        log.plan(body.get("ids") or ())
     else:
         log.finished = True
 

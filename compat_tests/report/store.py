@@ -125,7 +125,7 @@ def load(targets: Sequence[str | Path]) -> Report:
         for run in part.runs.values():
             known = report.runs.setdefault(run.run_id, RunLog(run.run_id, run.selection))
             if run.planned is not None:
-                known.planned = sorted(set(known.planned or ()) | set(run.planned))
+                known.plan(run.planned)
             known.finished = known.finished or run.finished
     return report
 
