@@ -24,15 +24,16 @@ from .paths.support.workarounds import WORKAROUNDS  # noqa: E402
 from .report import summary  # noqa: E402
 from .run.environment import drift  # noqa: E402
 from .run.isolation import Isolation  # noqa: E402
+from .run.memory import MemoryBudgetError, parse_size  # noqa: E402
 from .run.plan import Options, Plan, make_plan, selected_paths  # noqa: E402
-from .run.progress import Progress  # noqa: E402
+from .run.progress import Progress, RunTime  # noqa: E402
 from .run.resume import last_run  # noqa: E402
 from .run.selection import SelectionError, parse_count  # noqa: E402
 from .run.session import MatrixSession, new_run_id  # noqa: E402
 from .run.sharding import ShardError, parse_shard  # noqa: E402
 from .run.tiers import TIERS  # noqa: E402
 from .run.workdirs import sweep  # noqa: E402
-from .run.workers import XdistHooks, threads_per_worker, worker_run_id  # noqa: E402
+from .run.workers import Clock, XdistHooks, threads_per_worker, worker_run_id  # noqa: E402
 from .signatures import known_failures  # noqa: E402
 
 MATRIX_DIR = Path(__file__).resolve().parent
@@ -41,6 +42,7 @@ _RUN_ID = pytest.StashKey[str]()
 _BASELINE = pytest.StashKey[known_failures.Baseline]()
 _PLANNED = pytest.StashKey[bool]()
 _RESUMED = pytest.StashKey[tuple[str | None, set[str]]]()
+_TIME = pytest.StashKey[dict]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -72,6 +74,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "shrunk to its smallest combination and recorded as an ordinary cell")
     group.addoption("--progress-every", default=60.0, type=float,
                     help="seconds between 'N scenarios remain' lines on long runs (0: never)")
+    group.addoption("--memory-budget", default=None,
+                    help="the most memory a cell may count on, e.g. 8G (default: what the machine has available); "
+                         "a cell whose model needs more is skipped with the figures before it is built")
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -114,12 +119,14 @@ def _check_options(config: pytest.Config) -> None:
         selected_paths(config.getoption("paths"))
         if config.getoption("shard"):
             parse_shard(config.getoption("shard"))
+        if config.getoption("memory_budget") is not None:
+            parse_size(config.getoption("memory_budget"))
         config.stash[_BASELINE] = baseline = known_failures.load(_baseline_file(config))
         if unknown := sorted({n for e in baseline.entries if (n := e.workaround_name) and n not in WORKAROUNDS}):
             raise known_failures.KnownFailuresError(
                 f"{baseline.source}: unknown workaround(s) {', '.join(unknown)}; known: {', '.join(WORKAROUNDS)} "
                 "(or say \"none: <why>\")")
-    except (SelectionError, ShardError, known_failures.KnownFailuresError) as e:
+    except (SelectionError, ShardError, MemoryBudgetError, known_failures.KnownFailuresError) as e:
         if not _is_worker(config):
             results.append(run_path(config), results.Result.for_scenario(
                 "invocation", "error", config.stash.get(_RUN_ID, ""), model="", signature="bad-input",
@@ -146,18 +153,39 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     _check_options(config)
     config.pluginmanager.register(Isolation(run_path(config), lambda: config.stash[_RUN_ID]), "timm-compat-isolation")
+    if clock := Clock.for_config(config, results.side_dir(run_path(config))):
+        config.pluginmanager.register(clock, "timm-compat-clock")
     if _is_worker(config):
         return
+    config.pluginmanager.register(RunTime(results.side_dir(run_path(config))), "timm-compat-time")
     if not resumed:
         # Other runs' files are never appended to: an ad-hoc run leaves the last real one whole in runs/.
         results.append_run_line(run_path(config), results.run_line(
             results.RUN_START, config.stash[_RUN_ID], selection=asdict(_options(config)), versions=installed()))
     results.prune(report_dir(config), config.getoption("keep_runs"), config.stash[_RUN_ID])
     sweep()  # what a run killed before this one left in RAM
+    if "cross_version" in selected_paths(config.getoption("paths"), config.getoption("tier")):
+        _fill_pickle_cache(config)
     every = config.getoption("progress_every")
     if every and every > 0:
         expected = {r.id: r.duration_s for r in results.read(report_dir(config) / results.REPORT_NAME)}
         config.pluginmanager.register(Progress(config, every, expected), "timm-compat-progress")
+
+
+def _fill_pickle_cache(config: pytest.Config) -> None:
+    """The older releases' pickles are generated into a cache, not committed: a fresh clone refills it here, once,
+    before any worker starts (minutes per release; it says so). What cannot be refilled (no package registry)
+    stays absent, and each cell needing it is an error saying how to generate it, never a silent skip."""
+    from .paths.support import snapshots
+
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+
+    def say(line: str) -> None:
+        if reporter is not None:
+            reporter.write_line(f"timm-compat: {line}")
+
+    for producer, problem in snapshots.ensure_pickles(snapshots.producers(), say).items():
+        say(f"{producer}: the pickle cache could not be generated: {problem}")
 
 
 def _planned(config: pytest.Config, ids: list[str]) -> None:
@@ -226,7 +254,9 @@ def matrix_session(request: pytest.FixtureRequest) -> MatrixSession:
 
         torch.set_num_threads(threads_per_worker(config.workerinput.get("workercount", 1)))
     plan = config.stash.get(_PLAN, Plan())
-    return MatrixSession(run_id=config.stash[_RUN_ID], report=run_path(config), skip_models=plan.skip_models)
+    budget = config.getoption("memory_budget")
+    return MatrixSession(run_id=config.stash[_RUN_ID], report=run_path(config), skip_models=plan.skip_models,
+                         memory_budget=parse_size(budget) if budget is not None else None)
 
 
 @pytest.fixture(scope="session")
@@ -246,8 +276,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         # Only a run that went through all its cells ends, and only such a run becomes compat-report.jsonl;
         # an interrupted one stays in runs/ as "never finished" (`--resume` continues it).
         results.append_run_line(run_path(config), results.run_line(results.RUN_END, config.stash[_RUN_ID],
-                                                                   exitstatus=int(session.exitstatus)))
+                                                                   exitstatus=int(session.exitstatus),
+                                                                   time=_run_time(config)))
         results.publish(report_dir(config), config.stash[_RUN_ID])
+
+
+def _run_time(config: pytest.Config) -> dict:
+    """Where the run's time went (run/progress.py RunTime), summed once when the run ends."""
+    if _TIME not in config.stash:
+        clock = config.pluginmanager.get_plugin("timm-compat-time")
+        config.stash[_TIME] = clock.figures() if clock is not None else {}
+    return config.stash[_TIME]
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
@@ -260,7 +299,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     versions = ", ".join(f"{k} {v}" for k, v in recorded[0].versions.items() if v)
     terminalreporter.section(f"timm-compat summary ({versions})")
     baseline = config.stash.get(_BASELINE, known_failures.Baseline())
-    for line in summary.render(recorded, expired=baseline.expired, baseline_file=baseline.source):
+    for line in summary.render(recorded, expired=baseline.expired, baseline_file=baseline.source,
+                               time=_run_time(config)):
         terminalreporter.write_line(line)
     published = report_dir(config) / results.REPORT_NAME
     terminalreporter.write_line(f"report: {published if published.is_file() else path}")

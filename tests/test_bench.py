@@ -1,5 +1,9 @@
 """The bench's tier timings: a real (tiny) tier run through the same command the bench uses."""
 
+import json
+
+import pytest
+
 from compat_tests.tools import bench, bench_tiers
 
 
@@ -30,3 +34,61 @@ def test_timm_compat_bench_is_the_bench_and_refuses_unknown_models(capsys):
 
     assert main(["bench", "--models", "resnet_18", "--no-structural"]) == 2
     assert "unknown model(s) resnet_18" in capsys.readouterr().err
+
+
+def test_the_timm44_sample_is_the_44_architectures_of_issue_15():
+    import timm
+
+    assert len(bench.TIMM44) == len(set(bench.TIMM44)) == 44
+    assert all(timm.is_model(m) for m in bench.TIMM44)
+    assert {"aimv2_1b_patch14_224", "vit_gigantic_patch14_clip_378"} <= set(bench.TIMM44)
+
+
+def side_by_side_figures(**changes):
+    figures = {
+        "sample": "timm44", "models": list(bench.TIMM44), "paths": list(bench.CORE_PATHS),
+        "forward_test": {"wall_s": 300.0, "exit_code": 1, "source": bench_tiers.FORWARD_SOURCE,
+                         "outcomes": {"failed": 1, "passed": 43,
+                                      "failures": {"vit_gigantic_patch14_clip_378": "Timeout"}}},
+        "matrix": {"wall_s": 660.0, "exit_code": 1, "cells": 352, "statuses": {"passed": 300, "skipped": 52},
+                   "command": "pytest compat_tests ...",
+                   "memory_skips": {"vit_gigantic_patch14_clip_378-hf_to_timm-base": "skipped: needs ~31.4 GB (...)"},
+                   "time": {"wall_s": 650.0, "workers_wall_s": 1280.0, "in_cells_share": 0.93, "cells_s": 1100.0,
+                            "source_builds_s": 90.0, "collection_s": 16.0, "restarts_s": 0.0, "memory_waits_s": 60.0,
+                            "idle_s": 10.0, "other_s": 4.0,
+                            "per_worker": {"gw0": {"cells": 170, "in_cells_share": 0.95, "peak_rss_mb": 5400.0},
+                                           "gw1": {"cells": 182, "in_cells_share": 0.88, "peak_rss_mb": 17000.0}}}},
+        "matrix_vs_forward_test": 2.2, "matrix_vs_forward_test_goal": 2.0, "in_cells_share_goal": 0.9,
+        "leftovers": {"left": [], "in_use": []},
+    }
+    figures.update(changes)
+    return figures
+
+
+def test_the_side_by_side_figures_are_shown_beside_their_goals():
+    lines = bench.render_side_by_side(side_by_side_figures())
+    text = "\n".join(lines)
+    assert any(line.strip().startswith("matrix / forward   2.2x (goal <= 2x) NOT met") for line in lines), text
+    assert "timm 1.0.31 sdist on PyPI" in text and "passed 43" in text
+    assert "each worker: gw0 95%, gw1 88% (goal >= 90% each) NOT met" in text
+    assert "gw0 5,400 MB, gw1 17,000 MB" in text and "waiting for memory 60 s" in text
+    assert "vit_gigantic_patch14_clip_378-hf_to_timm-base: skipped: needs ~31.4 GB" in text
+    assert "forward test failed vit_gigantic_patch14_clip_378: Timeout" in text
+    assert "/dev/shm and the temp dir are clean of timm-compat files" in text
+    left = bench.render_side_by_side(side_by_side_figures(leftovers={"left": ["/dev/shm/timm-compat-1-x"],
+                                                                      "in_use": []}))
+    assert any("LEFT BEHIND: /dev/shm/timm-compat-1-x" in line for line in left)
+
+
+@pytest.mark.slow
+def test_a_side_by_side_bench_runs_both_and_leaves_no_files(tmp_path, capsys):
+    """The timm44 side by side on two tiny models: both runs real, each under two workers."""
+    out = tmp_path / "bench.json"
+    assert bench.main(["--sample", "timm44", "--models", "test_vit2,test_byobnet", "--paths", "state_dict",
+                       "--no-structural", "--output", str(out)]) == 0
+    figures = json.loads(out.read_text())["timm44"]
+    assert figures["forward_test"]["outcomes"]["passed"] == 2, figures["forward_test"]
+    assert figures["matrix"]["statuses"] == {"passed": 2}
+    assert set(figures["matrix"]["time"]["per_worker"]) == {"gw0", "gw1"}
+    assert figures["leftovers"]["left"] == []
+    assert "matrix / forward" in capsys.readouterr().out

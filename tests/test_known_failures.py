@@ -64,6 +64,20 @@ def test_a_listed_scenario_failing_for_another_reason_is_a_new_failure():
     assert r.status == "failed" and "known failure is layerscale-gamma-renamed" in r.message
 
 
+def test_a_message_glob_excuses_one_cause_and_not_another_with_the_same_signature():
+    entry = ENTRY.replace('signature = "layerscale-gamma-renamed"',
+                          'signature = "missing-attribute-after-unpickle"\nmessage = "*reads: Attention.gate (*"')
+    baseline = parse(entry, today=TODAY)
+    known = result("failed", "missing-attribute-after-unpickle")
+    known.message = "an object pickled ... reads: Attention.gate (vit/timm0.9.16_pickle, ...)"
+    other = result("failed", "missing-attribute-after-unpickle")
+    other.message = "an object pickled ... reads: EvaAttention.gate (eva/timm0.9.16_pickle, ...)"
+    assert baseline.apply(known).status == "xfailed" and known.known["message"] == "*reads: Attention.gate (*"
+    assert baseline.apply(other).status == "failed"
+    with pytest.raises(KnownFailuresError, match="message must be"):
+        parse(ENTRY + "message = 3\n", today=TODAY)
+
+
 def test_apply_is_idempotent_and_rejudges_old_statuses():
     baseline = parse(ENTRY, today=TODAY)
     r = baseline.apply(baseline.apply(result("failed", "layerscale-gamma-renamed")))

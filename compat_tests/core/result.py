@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -92,6 +93,9 @@ class RunLog:
     planned: list[str] | None = None
     # Whether it wrote its end line: a killed run never does.
     finished: bool = False
+    # Where its workers' time went, from its end line: {"wall_s", "cells_s", "source_builds_s", "collection_s",
+    # "restarts_s", "memory_waits_s", "idle_s", "other_s", "in_cells_share", "per_worker": {...}}; {} when not said.
+    time: dict[str, Any] = field(default_factory=dict)
 
     def plan(self, ids: Iterable[str]) -> None:
         """Add cells to its plan (a resumed run, or shards of one run, plan in parts)."""
@@ -138,6 +142,7 @@ def add_run_line(runs: dict[str, RunLog], kind: str, body: dict[str, Any]) -> No
         log.plan(body.get("ids") or ())
     else:
         log.finished = True
+        log.time = dict(body.get("time") or {})
 
 
 def read(path: Path, run_id: str | None = None) -> Iterator[Result]:
@@ -156,6 +161,12 @@ def read(path: Path, run_id: str | None = None) -> Iterator[Result]:
 
 def run_file(report_dir: Path, run_id: str) -> Path:
     return report_dir / RUNS_DIR / f"{run_id}.jsonl"
+
+
+def side_dir(run_path: Path) -> Path:
+    """The folder beside a run's file where its processes leave notes for each other (which models crashed a
+    worker, each worker's time account, the memory gate's locks): `runs/<run id>.d/`."""
+    return run_path.with_suffix(".d")
 
 
 def run_files(report_dir: Path) -> list[Path]:
@@ -179,4 +190,9 @@ def prune(report_dir: Path, keep: int, current: str) -> list[Path]:
     doomed = older[: max(0, len(older) - max(0, keep - 1))]
     for f in doomed:
         f.unlink(missing_ok=True)
+    # Notes of runs whose file is gone (pruned now, or deleted by hand) are read by nobody.
+    kept = {f.stem for f in run_files(report_dir)} | {current}
+    for folder in (report_dir / RUNS_DIR).glob("*.d"):
+        if folder.is_dir() and folder.stem not in kept:
+            shutil.rmtree(folder, ignore_errors=True)
     return doomed

@@ -27,10 +27,16 @@ class Check:
     # Replaces the generic repro template (a str.format template over spec, input_size, batch, roundtrip),
     # for cells whose expectation is not "the source, bit for bit".
     repro_prepare: str | None = None
+    # judge(source, loaded) on the meta device (None: judge_structure, the saved model's keys, shapes and dtypes),
+    # for a path whose correct result is not the source model.
+    structure: Judge | None = None
+    # Replaces the whole repro body (prepare and check), numeric or structural alike: a cell whose file comes from
+    # elsewhere (an older release) is reproduced the way that file is really made.
+    repro: str | None = None
 
     def with_judge(self, judge: Judge, *helpers: Any, repro_prepare: str | None = None) -> Check:
         """This kind of judging, adapted by a path (a layout converted first): its judge, more helpers."""
-        return Check(judge, (*helpers, *self.helpers), repro_prepare or self.repro_prepare)
+        return Check(judge, (*helpers, *self.helpers), repro_prepare or self.repro_prepare, self.structure, self.repro)
 
 
 NUMERIC = Check(judge)

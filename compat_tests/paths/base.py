@@ -71,6 +71,10 @@ class LoadingPath:
     # Whether a default structural run (no --paths) includes it; a path whose structure another covers
     # (load_checkpoint runs pretrained_file's filter) opts out, since each cell builds the model again.
     structural_default: bool = True
+    # Whether a cell builds today's model as its source first. A path whose files come from elsewhere and whose
+    # judge reads only what the load did (cross_version) skips that build: across the registry it is most of
+    # the cost.
+    builds_source: bool = True
     # The cells a default structural run gives this path for a model. Collection asks it of all 1,371
     # architectures, so it must not build the model (the full override axis does).
     structural_cells: Callable[[str], list[Override]] = base_only

@@ -7,24 +7,24 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 import shlex
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core.result import STATUSES, Result
+from ..core.result import FAILING, STATUSES, Result
+from ..core.scenario import META_SUFFIX
 from ..paths import path_order
 from ..run.tiers import family_of
 from ..signatures.catalog import BY_NAME
-from .html_page import CSS, HTML, JS
+from . import cross_version
+from .cross_version import WORST_FIRST  # a collapsed path cell shows the worst of its overrides in this order
+from .html_page import CROSS_FILTERS, CROSS_TABLE, CSS, HTML, JS, TABS
 from .summary import versions_of
 
-# A collapsed path cell shows the worst of its overrides, worst first: a new failure or a cell that could not
-# run makes the run red, so either must show through a path's column; `xpassed` asks for an action (remove the
-# baseline entry) where `xfailed` is a break already known; `skipped` checked nothing, so a path that passed
-# anywhere shows as passed.
-WORST_FIRST = ("failed", "error", "xpassed", "xfailed", "passed", "skipped")
 # Rows come in these groups, each alphabetical, by the worst status among all of a model's cells.
 ROW_GROUPS = (("new failures", ("failed", "error")), ("fixed upstream (xpassed)", ("xpassed",)),
               ("known failures", ("xfailed",)), ("clean", ("passed", "skipped")))
@@ -91,32 +91,115 @@ class _Table:
         return self._index[key]
 
 
-def _compact(r: Result, versions: _Table, runs: _Table, known: _Table) -> dict[str, Any]:
-    """One record as the page needs it: no repro script (the page names the command that prints it), an id only
-    where it is not model-path-override, shared values by index, empty fields left out."""
-    row: dict[str, Any] = {"model": r.model, "path": r.path, "override": r.override, "status": r.status,
-                           "duration_s": r.duration_s, "versions": versions.index(r.versions),
-                           "run": runs.index(r.run_id)}
-    if r.id != f"{r.model}-{r.path}-{r.override}":
+# A hex digest (a snapshot's sha256) is shown the way git shows commits; the JSONL keeps it whole.
+_DIGEST = re.compile(r"[0-9a-f]{40,}")
+_SHORT_DIGEST = 12
+
+
+class _Pairs:
+    """Key-value pairs that many records repeat in their evidence's `extra` and their override kwargs (the
+    releases that wrote a file, the versions on both sides, the loader): each stored once, a record naming it
+    by index. A cross-version run writes ~10 records per architecture whose `extra` differs mostly in which of
+    these pairs it holds. A pair only one record has stays inline."""
+
+    def __init__(self, fields: Sequence[dict[str, Any]]) -> None:
+        self._seen = Counter(self._key(k, v) for d in fields for k, v in d.items())
+        self.table = _Table()
+
+    @staticmethod
+    def _key(name: str, value: Any) -> str:
+        return json.dumps([name, value], sort_keys=True, default=str)
+
+    def split(self, fields: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
+        """(the pairs kept inline, the indices of the shared ones)."""
+        inline: dict[str, Any] = {}
+        shared: list[int] = []
+        for name, value in fields.items():
+            if self._seen[self._key(name, value)] > 1:
+                shared.append(self.table.index([name, value]))
+            else:
+                inline[name] = value
+        return inline, shared
+
+
+def _kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Override kwargs as the details pane shows them: digests abbreviated."""
+    return {k: v[:_SHORT_DIGEST] + "…" if isinstance(v, str) and _DIGEST.fullmatch(v) else v for k, v in kwargs.items()}
+
+
+@dataclass
+class _Tables:
+    versions: _Table = field(default_factory=_Table)
+    runs: _Table = field(default_factory=_Table)
+    known: _Table = field(default_factory=_Table)
+    # Model, path and override names: each is repeated by every record of its row or column.
+    names: _Table = field(default_factory=_Table)
+
+
+def _compact(r: Result, evidence: dict[str, Any], tables: _Tables, pairs: _Pairs) -> dict[str, Any]:
+    """One record as the page needs it (`evidence` already shortened): no repro script (the page names the command
+    that prints it), an id only where it is not model-path-override, shared values by index, empty fields left
+    out."""
+    names = tables.names
+    row: dict[str, Any] = {"model": names.index(r.model), "path": names.index(r.path),
+                           "override": names.index(r.override), "status": r.status,
+                           "versions": tables.versions.index(r.versions), "run": tables.runs.index(r.run_id)}
+    base = f"{r.model}-{r.path}-{r.override}"
+    if r.id == base + META_SUFFIX:
+        row["meta"] = 1  # structural cells are thousands: their id is rebuilt rather than stored
+    elif r.id != base:
         row["id"] = r.id
-    evidence = _evidence(r.evidence or {})
-    optional = {"signature": r.signature or None, "message": r.message or None,
-                "override_kwargs": r.override_kwargs or None, "evidence": evidence or None,
-                "has_repro": True if r.repro else None, "known": known.index(r.known) if r.known else None,
+    extra, extra_shared = pairs.split(evidence.get("extra") or {})
+    evidence = {k: v for k, v in {**evidence, "extra": extra}.items() if v}
+    kwargs, kwargs_shared = pairs.split(_kwargs(r.override_kwargs))
+    optional = {"signature": r.signature or None, "message": r.message or None, "duration_s": r.duration_s or None,
+                "override_kwargs": kwargs or None, "kwargs_shared": kwargs_shared or None,
+                "evidence": evidence or None, "extra_shared": extra_shared or None,
+                "has_repro": True if r.repro else None, "known": tables.known.index(r.known) if r.known else None,
                 "behind": {k: v for k, v in r.behind.items() if k != "message"} or None}
     row.update({k: v for k, v in optional.items() if v is not None})
     return row
 
 
+# A cross-version cell's status as one character of its row's string (an index into WORST_FIRST), "." where the
+# release wrote no file for the architecture: 1,400 rows x 11 releases stay a few hundred kilobytes.
+_NO_CELL = "."
+
+
+def _cross_version(records: Sequence[Result], matrix: cross_version.Matrix) -> dict[str, Any]:
+    """The cross-version tab's data for `matrix`, built from `records`. Each row is [architecture,
+    pretrained tags, one status character per release, [record index, kind index, release index...] for each
+    record behind its cells]; the records themselves are the page's `records`, so no message is stored twice."""
+    at = {id(r): i for i, r in enumerate(records)}
+    kinds = cross_version.kinds_of(cross_version.records_of(records))  # as the Markdown names them
+    rows = []
+    for row in matrix.rows:
+        covers: dict[int, list[int]] = {}
+        for j, producer in enumerate(matrix.producers):
+            for r in row.cells[producer].records if producer in row.cells else ():
+                i = at[id(r)]
+                covers.setdefault(i, [i, kinds.index(cross_version.origin(r)[0])]).append(j)
+        statuses = "".join(str(cross_version.rank(row.cells[p].status)) if p in row.cells else _NO_CELL
+                           for p in matrix.producers)
+        rows.append([row.model, row.pretrained_tags, statuses, list(covers.values())])
+    return {"producers": matrix.producers, "kinds": kinds, "rows": rows, "failing": list(FAILING)}
+
+
 def render(records: Sequence[Result], title: str = "timm-compat report", report: str | Path | None = None) -> str:
     """The page. `report` names the JSONL file (or folder) the records came from, for the repro command the
     details pane shows (default: reports/)."""
-    versions, runs, known = _Table(), _Table(), _Table()
+    tables = _Tables()
+    evidences = [_evidence(r.evidence or {}) for r in records]
+    pairs = _Pairs([e.get("extra") or {} for e in evidences] + [_kwargs(r.override_kwargs) for r in records])
+    matrix = cross_version.build(records)
+    cross = _cross_version(records, matrix) if matrix.rows else None
     data = {
-        "records": [_compact(r, versions, runs, known) for r in records],
-        "versions": versions.values,
-        "runs": runs.values,
-        "known": known.values,
+        "records": [_compact(r, e, tables, pairs) for r, e in zip(records, evidences, strict=True)],
+        "pairs": pairs.table.values,
+        "names": tables.names.values,
+        "versions": tables.versions.values,
+        "runs": tables.runs.values,
+        "known": tables.known.values,
         "paths": _path_order(records),
         "statuses": list(STATUSES),
         "worst_first": list(WORST_FIRST),
@@ -124,6 +207,7 @@ def render(records: Sequence[Result], title: str = "timm-compat report", report:
         "family": {m: family_of(m) for m in sorted({r.model for r in records})},
         "signatures": {s.name: {"explains": s.explains, "fix": s.fix} for s in BY_NAME.values()},
         "report": shlex.quote(str(report)) if report is not None else DEFAULT_REPORT,
+        "cross_version": cross,
     }
     # '<' escaped so no string in the data (a message, an exception) can close the script element early.
     payload = json.dumps(_json_safe(data), default=str, sort_keys=True, allow_nan=False, ensure_ascii=False,
@@ -134,6 +218,9 @@ def render(records: Sequence[Result], title: str = "timm-compat report", report:
         versions=html.escape("; ".join(versions_of(records)) or "no records"),
         counts=" ".join(f"<span>{s} <b>{counts.get(s, 0)}</b></span>" for s in STATUSES),
         legend=" ".join(f'<span style="background: var(--{s})">{s}</span>' for s in WORST_FIRST),
+        tabs=TABS.format(failing=matrix.totals().failing_architectures) if cross else "",
+        cross_filters=CROSS_FILTERS.format(total=html.escape(cross_version.total_line(matrix))) if cross else "",
+        cross_table=CROSS_TABLE if cross else "",
         css=CSS,
         data=payload,
         js=JS,

@@ -56,6 +56,25 @@ td.cell.selected { outline: 3px solid #000; outline-offset: -2px; }
 .swatch { display: inline-block; width: 14px; color: #fff; text-align: center; border-radius: 2px;
           margin-right: 4px; }
 .hint { color: #777; }
+[hidden] { display: none !important; }
+/* whole pixels: a fractional header leaves the matrix's last row a fraction of a pixel out of sight */
+#tabs { margin-top: 6px; height: 24px; }
+#tabs button { font: inherit; line-height: 18px; border: 1px solid #bbb; background: #fff; padding: 2px 10px;
+               cursor: pointer; }
+#tabs button[aria-selected="true"] { background: #333; color: #fff; border-color: #333; }
+#xv-total { flex-basis: 100%; }
+#xv-wrap { overflow: auto; flex: 1 1 auto; min-width: 0; }
+#xv { border-collapse: separate; border-spacing: 0; font-size: 12px; }
+#xv th, #xv td { border: solid #e0e0e0; border-width: 0 1px 1px 0; padding: 1px 3px; white-space: nowrap; }
+#xv thead { position: sticky; top: 0; z-index: 3; }
+#xv thead th { background: #fafafa; vertical-align: bottom; }
+#xv th.model { text-align: left; position: sticky; left: 0; z-index: 2; background: #fff; max-width: 240px;
+               overflow: hidden; text-overflow: ellipsis; }
+#xv thead th.model { background: #fafafa; }
+#xv td.tags { text-align: right; color: #444; }
+#xv td.none { text-align: center; color: #bbb; }
+.xv-record { margin: 0 0 10px; }
+.xv-record p { margin: 2px 0 2px 18px; word-break: break-word; }
 """
 
 JS = r"""
@@ -69,15 +88,27 @@ JS = r"""
   const worst = rs => rs.reduce((a, b) => rankOf(b.status) < rankOf(a.status) ? b : a);
 
   // The page stores shared values once and leaves empty fields out; restore each record's full shape.
+  const withPairs = (inline, shared) => {
+    if (!shared) return inline;
+    const all = Object.entries(inline || {}).concat(shared.map(i => data.pairs[i]));
+    return Object.fromEntries(all.sort((a, b) => a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  };
   const byId = new Map();
   const cells = new Map();  // model -> path -> records, in report order
   const overridesOf = new Map(data.paths.map(p => [p, []]));  // path -> overrides, first seen first
   for (const r of records) {
-    r.id = r.id || r.model + "-" + r.path + "-" + r.override;
+    r.model = data.names[r.model];
+    r.path = data.names[r.path];
+    r.override = data.names[r.override];
+    r.id = r.id || r.model + "-" + r.path + "-" + r.override + (r.meta ? "@meta" : "");
     r.versions = data.versions[r.versions] || {};
     r.run_id = data.runs[r.run];
     r.known = r.known === undefined ? {} : data.known[r.known];
     r.signature = r.signature || "";
+    r.duration_s = r.duration_s || 0;
+    r.override_kwargs = withPairs(r.override_kwargs, r.kwargs_shared);
+    if (r.extra_shared) r.evidence = Object.assign(r.evidence || {}, {extra: withPairs((r.evidence || {}).extra,
+                                                                                       r.extra_shared)});
     byId.set(r.id, r);
     if (!cells.has(r.model)) cells.set(r.model, new Map());
     const paths = cells.get(r.model);
@@ -297,10 +328,150 @@ JS = r"""
       box.appendChild(el("pre", {id: "evidence"}, JSON.stringify(r.evidence, null, 1)));
     }
   }
+  // The cross-version tab: architectures x the releases that wrote their files. A row holds one status
+  // character per release and, for each record behind its cells, [record index, kind index, release
+  // indices...]: the page builds the cells itself, and a cell's tooltip only when the pointer reaches it.
+  function crossVersion(xv) {
+    const table = document.getElementById("xv"), tbody = table.tBodies[0];
+    const failing = new Set(xv.failing);
+    const statusAt = c => data.worst_first[+c] || "?";
+    const rows = xv.rows.map(([model, tags, statuses, covers]) => ({model, tags, statuses, covers,
+      failing: Array.from(statuses).some(c => c !== "." && failing.has(statusAt(c)))}));
+    const rowByModel = new Map(rows.map(row => [row.model, row]));
+    // The records behind one cell, worst first, each with its kind of file.
+    const behind = (row, j) => row.covers.filter(c => c.indexOf(j, 2) !== -1)
+      .map(c => ({r: records[c[0]], kind: xv.kinds[c[1]], by: c.slice(2).map(k => xv.producers[k])}))
+      .sort((a, b) => rankOf(a.r.status) - rankOf(b.r.status));
+    const said = b => b.kind + ": " + b.r.status + (b.r.signature ? " [" + b.r.signature + "]" : "");
+
+    const top = el("tr");
+    top.appendChild(el("th", {class: "model"}, "architecture"));
+    top.appendChild(el("th", {class: "tags", title: "published weights of the architecture (timm.list_pretrained)"},
+                       "pretrained tags"));
+    for (const p of xv.producers) {
+      const th = el("th", {class: "override", "data-producer": p, title: "files " + p + " wrote"});
+      th.appendChild(el("span", {}, p));
+      top.appendChild(th);
+    }
+    table.tHead.replaceChildren(top);
+
+    let selectedCell = null;
+    function drawCross() {
+      const text = document.getElementById("xv-model").value.trim().toLowerCase();
+      const failingOnly = document.getElementById("xv-failing").checked;
+      const body = document.createDocumentFragment();
+      let shown = 0;
+      for (const row of rows) {
+        if ((failingOnly && !row.failing) || (text && !row.model.toLowerCase().includes(text))) continue;
+        shown++;
+        const tr = el("tr", {"data-model": row.model});
+        tr.appendChild(el("th", {class: "model", title: row.model}, row.model));
+        tr.appendChild(el("td", {class: "tags"}, row.tags === null ? "?" : String(row.tags)));
+        for (let j = 0; j < xv.producers.length; j++) {
+          const c = row.statuses[j];
+          if (c === ".") {
+            tr.appendChild(el("td", {class: "none", "data-col": j, title: xv.producers[j] + " wrote no file for it"},
+                              "\u2013"));
+            continue;
+          }
+          const s = statusAt(c);
+          const attrs = {class: "cell s-" + s, "data-col": j, "data-status": s};
+          // Failing cells are few: they carry their signatures, so a search of the page finds them.
+          if (failing.has(s)) attrs["data-signature"] = Array.from(new Set(behind(row, j)
+            .filter(b => failing.has(b.r.status)).map(b => b.r.signature || b.r.status))).join(",");
+          if (selectedCell && selectedCell[0] === row.model && selectedCell[1] === j) attrs.class += " selected";
+          tr.appendChild(el("td", attrs, SYMBOL[s] || "?"));
+        }
+        body.appendChild(tr);
+      }
+      tbody.replaceChildren(body);
+      document.getElementById("xv-shown").textContent = shown + " of " + rows.length + " architectures shown";
+    }
+    const cellOf = target => {
+      const td = target.closest("td.cell");
+      return td && tbody.contains(td) ? [td, rowByModel.get(td.parentElement.dataset.model), +td.dataset.col] : null;
+    };
+    tbody.addEventListener("mouseover", event => {
+      const hit = cellOf(event.target);
+      if (!hit || hit[0].title) return;
+      const [td, row, j] = hit;
+      td.title = row.model + " as " + xv.producers[j] + " wrote it:\n" + behind(row, j).map(b => said(b) +
+        (b.r.message ? " \u2014 " + b.r.message.slice(0, 200) : "")).join("\n");
+    });
+    tbody.addEventListener("click", event => {
+      const hit = cellOf(event.target);
+      if (!hit) return;
+      const [td, row, j] = hit;
+      for (const s of tbody.querySelectorAll("td.selected")) s.classList.remove("selected");
+      td.classList.add("selected");
+      selectedCell = [row.model, j];
+      const box = document.getElementById("details");
+      box.replaceChildren(el("h2", {}, row.model + " \u00b7 " + xv.producers[j]));
+      box.appendChild(el("p", {class: "hint"}, "The files " + xv.producers[j] + " wrote for it, loaded by the " +
+                                               "installed releases; worst first:"));
+      for (const b of behind(row, j)) {
+        const div = el("div", {class: "xv-record", "data-id": b.r.id});
+        const head = el("div");
+        head.appendChild(el("span", {class: "swatch s-" + b.r.status}, SYMBOL[b.r.status] || "?"));
+        head.appendChild(el("b", {}, said(b)));
+        div.appendChild(head);
+        if (b.r.message) div.appendChild(el("p", {"data-field": "message"}, b.r.message));
+        if (b.by.length > 1) div.appendChild(el("p", {class: "hint"}, "one file, written alike by " + b.by.join(", ")));
+        const more = el("button", {type: "button"}, "full record: " + b.r.id);
+        more.addEventListener("click", () => show(b.r));
+        div.appendChild(more);
+        box.appendChild(div);
+      }
+    });
+    document.getElementById("xv-model").addEventListener("input", drawCross);
+    document.getElementById("xv-failing").addEventListener("change", drawCross);
+    return drawCross;
+  }
+
+  // Two tabs share the details pane; the cross-version one is drawn the first time it is opened.
+  const tabs = document.getElementById("tabs");
+  if (data.cross_version && tabs) {
+    const drawCross = crossVersion(data.cross_version);
+    const matrixHint = document.querySelector("#details .hint").textContent;
+    const crossHint = "Each cell is the worst over the kinds of file (" + data.cross_version.kinds.join(", ") +
+      ") a release wrote for the architecture, loaded by the installed releases; \u2013: it wrote none. " +
+      "Click a cell for the records behind it.";
+    let crossDrawn = false;
+    const open = name => {
+      for (const b of tabs.querySelectorAll("button")) b.setAttribute("aria-selected", b.dataset.tab === name);
+      const cross = name === "cross-version";
+      document.getElementById("matrix-filters").hidden = cross;
+      document.getElementById("matrix-wrap").hidden = cross;
+      document.getElementById("xv-filters").hidden = !cross;
+      document.getElementById("xv-wrap").hidden = !cross;
+      if (cross && !crossDrawn) { drawCross(); crossDrawn = true; }
+      // Until a cell is chosen, the pane says how to read the tab in view.
+      const box = document.getElementById("details");
+      if (!box.querySelector("h2")) box.replaceChildren(el("p", {class: "hint"}, cross ? crossHint : matrixHint));
+    };
+    tabs.addEventListener("click", event => {
+      const button = event.target.closest("button[data-tab]");
+      if (button) open(button.dataset.tab);
+    });
+    if (location.hash === "#cross-version") open("cross-version");  // a link straight to the tab
+  }
+
   draw();
   document.body.dataset.ready = "1";
 })();
 """
+
+# The cross-version tab, present only when the report has cross_version records.
+TABS = """<nav id="tabs"><button type="button" data-tab="matrix" aria-selected="true">models × loading paths</button>
+<button type="button" data-tab="cross-version" aria-selected="false">cross-version · {failing} failing
+architecture(s)</button></nav>"""
+CROSS_FILTERS = """<div class="filters" id="xv-filters" hidden>
+<div><label for="xv-model">architecture contains</label><br><input id="xv-model" type="search"></div>
+<div><br><label><input id="xv-failing" type="checkbox"> failing only</label></div>
+<div><br><span id="xv-shown"></span></div>
+<div id="xv-total">{total}</div>
+</div>"""
+CROSS_TABLE = """<div id="xv-wrap" hidden><table id="xv"><thead></thead><tbody></tbody></table></div>"""
 
 HTML = """<!doctype html>
 <html lang="en">
@@ -316,8 +487,9 @@ HTML = """<!doctype html>
 <div>{versions}</div>
 <div class="counts">{counts}</div>
 <div class="legend">worst first: {legend}</div>
+{tabs}
 </header>
-<div class="filters">
+<div class="filters" id="matrix-filters">
 <div><label for="f-family">family</label><br><select id="f-family"><option value="">all</option></select></div>
 <div><label for="f-path">path</label><br><select id="f-path"><option value="">all</option></select></div>
 <div><label for="f-status">status</label><br><select id="f-status"><option value="">all</option></select></div>
@@ -326,8 +498,10 @@ HTML = """<!doctype html>
 <div><label for="f-model">model contains</label><br><input id="f-model" type="search"></div>
 <div><br><span id="shown"></span></div>
 </div>
+{cross_filters}
 <main>
 <div id="matrix-wrap"><table id="matrix"><thead></thead><tbody></tbody></table></div>
+{cross_table}
 <aside id="details"><p class="hint">Each cell shows the worst of a model's overrides on that path; click a path's
 header for one column per override, and a cell for its message, versions, evidence and repro command.</p></aside>
 </main>

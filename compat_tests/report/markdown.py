@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from ..core.result import STATUSES, Result
 from ..signatures.catalog import needs_signature
 from ..signatures.known_failures import KnownFailure
+from . import cross_version
 from .store import Diff
 from .summary import NEW, behind_counts, by_entry, by_signature, explain, models_of, versions_of
 
@@ -89,6 +90,7 @@ def render(
             lines += _group(signature, group)
     if since is not None:
         lines += _since(since)
+    lines += _cross_version(records)
     fixed = by_entry(r for r in records if r.status == "xpassed")
     if fixed:
         lines += ["## Fixed upstream: remove the entry", "",
@@ -110,6 +112,47 @@ def render(
                       f"  models: {models_of(group, 12)}; versions: {'; '.join(versions_of(group))}"]
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+# A cross-version cell's text: what broke there by signature, else whether the release's file loaded.
+_CROSS_MARK = {"passed": "✓", "xpassed": "✓ (fixed upstream)", "skipped": "skip"}
+
+
+def _cross_cell(cell: cross_version.Cell | None) -> str:
+    if cell is None:
+        return "–"  # that release wrote no file for the architecture
+    if not cell.failing:
+        return _CROSS_MARK.get(cell.status, cell.status)
+    shown = cell.signatures()
+    # A failure with no signature stands as its status (`error`), plain.
+    text = ", ".join(s if s in STATUSES else f"`{s}`" for s in shown[:2])
+    text += f" +{len(shown) - 2}" if len(shown) > 2 else ""
+    return text + (" (known)" if cell.status == "xfailed" else "")
+
+
+def _cross_version(records: Sequence[Result]) -> list[str]:
+    """The failing architectures x the releases that wrote their files; absent when no cross_version ran."""
+    if not cross_version.records_of(records):
+        return []
+    matrix = cross_version.build(records)
+    lines = ["## Cross-version: files older releases wrote, loaded by the installed ones", "",
+             cross_version.total_line(matrix), ""]
+    failing = matrix.failing_rows()
+    if not failing:
+        return lines
+    # Architectures with the most published weights first: theirs are the files users hold.
+    lines += ["| architecture | pretrained tags | " + " | ".join(matrix.producers) + " |",
+              "|" + " --- |" * (len(matrix.producers) + 2)]
+    for row in failing[:MAX_ROWS]:
+        tags = "?" if row.pretrained_tags is None else str(row.pretrained_tags)
+        lines.append(f"| `{row.model}` | {tags} | "
+                     + " | ".join(_cross_cell(row.cells.get(p)) for p in matrix.producers) + " |")
+    if len(failing) > MAX_ROWS:
+        lines.append(f"| … | {len(failing) - MAX_ROWS} more |" + " |" * len(matrix.producers))
+    kinds = ", ".join(cross_version.kinds_of(cross_version.records_of(records)))
+    lines += ["", f"✓ loaded; – that release wrote no file for it; skip: not checked. A cell is the worst over the "
+                  f"kinds of file that release wrote ({kinds}).", ""]
+    return lines
 
 
 def _since(d: Diff) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from ..core.result import STATUSES, Result
 from ..signatures.catalog import BY_NAME, needs_signature
@@ -12,6 +13,8 @@ from ..signatures.known_failures import KnownFailure
 
 # `failed` and `error` are outside the baseline: they are what makes a run red.
 NEW = ("failed", "error")
+# How the memory check's skip reasons start (run/memory.py Need.refusal).
+MEMORY_SKIP = "skipped: needs ~"
 
 
 def models_of(results: Iterable[Result], limit: int = 8) -> str:
@@ -62,12 +65,18 @@ def behind_counts(results: Iterable[Result]) -> tuple[int, int]:
             sum(not r.behind for r in xfailed))
 
 
-def render(results: Iterable[Result], expired: Sequence[KnownFailure] = (), baseline_file: str = "") -> list[str]:
+def render(results: Iterable[Result], expired: Sequence[KnownFailure] = (), baseline_file: str = "",
+           time: dict[str, Any] | None = None) -> list[str]:
+    """The end-of-run table; `time` (the end line's account of the run's time) adds where the time went."""
     results = list(results)
     if not results:
         return ["no scenarios recorded"]
     counts = Counter(r.status for r in results)
     lines = ["  ".join(f"{status} {counts.get(status, 0)}" for status in STATUSES)]
+    # The memory check's skips are the machine's limits, not the library's: say which models they hit.
+    if memory := [r for r in results if r.status == "skipped" and r.message.startswith(MEMORY_SKIP)]:
+        lines.append(f"skipped for memory: {len(memory)} cells of {models_of(memory)}, e.g. {memory[0].id}: "
+                     f"{memory[0].message}")
     groups = by_signature(r for r in results if r.status in NEW)
     if groups:
         lines += ["", "new failures by signature (not in the known-failures baseline):"]
@@ -95,4 +104,34 @@ def render(results: Iterable[Result], expired: Sequence[KnownFailure] = (), base
         lines += ["", "EXPIRED known-failures entries (these fail the run; fix, extend or remove them):"]
     for entry in expired:
         lines.append(f"  id={entry.id!r} signature={entry.signature!r} expired {entry.expires}: {entry.reason[:100]}")
+    if time and (spent := render_time(time)):
+        lines += ["", *spent]
+    return lines
+
+
+_PART_NAMES = {"cells_s": "cells", "source_builds_s": "source builds", "collection_s": "startup and collection",
+               "restarts_s": "crashed workers and restarts", "memory_waits_s": "waiting for memory",
+               "idle_s": "idle between cells", "other_s": "other"}
+
+
+def _share(value: float | None) -> str:
+    return "?" if value is None else f"{100 * value:.0f}%"
+
+
+def render_time(time: dict[str, Any]) -> list[str]:
+    """Where the run's time went (the `time` of its end line): worker time by part, and each worker's share
+    inside cells or source builds beside the 90% goal, with its peak RSS."""
+    workers = time.get("per_worker") or {}
+    if not workers:
+        return []
+    total = time.get("workers_wall_s") or 0.0
+    parts = ", ".join(f"{name} {time.get(key, 0.0):.0f} s" for key, name in _PART_NAMES.items())
+    lines = [f"time: wall {time.get('wall_s', 0.0):.0f} s; {len(workers)} worker(s), {total:.0f} s of worker time: "
+             f"{_share(time.get('in_cells_share'))} inside cells or source builds (goal >= 90%); {parts}"]
+    for name, w in sorted(workers.items()):
+        state = " (crashed)" if w.get("crashed") else " (replacement)" if w.get("replacement") else ""
+        rest = ", ".join(f"{_PART_NAMES[k]} {w[k]:.0f} s" for k in _PART_NAMES if k not in ("cells_s",) and w.get(k))
+        lines.append(f"  {name}{state}: wall {w['wall_s']:.0f} s, {w['cells']} cells, "
+                     f"{_share(w.get('in_cells_share'))} inside cells or source builds (cells {w['cells_s']:.0f} s"
+                     f"{', ' + rest if rest else ''}), peak RSS {w.get('peak_rss_mb') or 0:.0f} MB")
     return lines

@@ -17,6 +17,7 @@ from typing import Any
 from ..judge.oracle import OUTPUT_RTOL, compare_outputs, diff_state, diff_structure, module_differences
 from ..paths.base import LoadingPath
 from ..signatures.catalog import BY_NAME, CATALOG
+from ..signatures.detect import AS_RECORDED
 from ..signatures.loads import KNOWN_PREFIXES
 from ..source.models import BATCH, make_input, nonpersistent_buffers, perturb_
 from .templates import (
@@ -52,9 +53,11 @@ RAISED: dict[str, tuple[str | None, str]] = {s.name: s.raises for s in CATALOG i
 PROCESS_LIMIT_S = 600.0
 
 
-def expectation(signature: str) -> dict[str, Any]:
+def expectation(signature: str, raised_type: str | None = None) -> dict[str, Any]:
     """What the repro of a failure named `signature` checks: its family, and what that family needs to know
-    (the exception's type and telling message, the wrapper prefixes, whether the unfused model exports)."""
+    (the exception's type and telling message, the wrapper prefixes, whether the unfused model exports).
+    `raised_type` is the exception the cell recorded, for a signature that names where a load raised rather
+    than what (`AS_RECORDED`)."""
     known = BY_NAME.get(signature)
     family = known.family if known else None
     expected: dict[str, Any] = {"signature": signature, "family": family or "any"}
@@ -65,7 +68,9 @@ def expectation(signature: str) -> dict[str, Any]:
         expected.update(type=None, pattern="", unfused="exports" if "broken-by-reparam" in signature else "fails")
     elif family == "raised":
         expected["type"], expected["pattern"] = RAISED[signature]
-    elif signature in ("key-prefix-mismatch", "key-layout-mismatch"):
+        if expected["type"] == AS_RECORDED:
+            expected["type"] = raised_type or AS_RECORDED
+    elif family == "keys":  # a rename is told from a wrapper prefix by the prefixes the suite knows
         expected["prefixes"] = list(KNOWN_PREFIXES)
     return expected
 
@@ -83,6 +88,7 @@ def script(
     meta: bool = False,
     signature: str | None = None,
     workaround: Callable[[], Any] | None = None,
+    raised_type: str | None = None,
 ) -> str:
     """A runnable Python script reproducing one cell (on the meta device for a structural cell). With the
     `signature` the cell's failure was named, the script checks that fact and its last line says whether it
@@ -90,7 +96,7 @@ def script(
     A failure found behind a known one (paths/support/workarounds.py) is reproduced with the `workaround`
     applied first, as the cell ran it."""
     pinned = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
-    expected = expectation(signature) if signature else None
+    expected = expectation(signature, raised_type) if signature else None
     process = expected is not None and expected["family"] == "process"
     recorded = (f"\n\nRecorded failure: {signature}; the output's last line says whether it happens here "
                 "(exit status 1 when it does).") if signature else ""
@@ -105,7 +111,9 @@ def script(
     seen: set[str] = {obj.__name__ for obj in verdict} if process else set()
     shared = (perturb_, diff_structure) if meta else \
         (perturb_, make_input, diff_state, compare_outputs, nonpersistent_buffers, left_at_init, module_differences)
-    for obj in (*shared, *path.check.helpers, *path.helpers, path.roundtrip, *verdict):
+    # A path with its own repro body calls its own helpers (its roundtrip reads the suite's inputs).
+    own = () if path.check.repro else (path.roundtrip,)
+    for obj in (*shared, *path.check.helpers, *path.helpers, *own, *verdict):
         if obj.__name__ not in seen:
             seen.add(obj.__name__)
             parts.append(_source_of(obj))
@@ -118,7 +126,9 @@ def script(
         parts.append(("" if process else EXPECT.format(expected=expected) + "\n") + OBSERVE)
     fields = {"spec": spec, "input_size": tuple(input_size), "batch": BATCH, "roundtrip": path.roundtrip.__name__,
               "rtol": OUTPUT_RTOL, "conclude": CONCLUDE if expected else ""}
-    if meta:
+    if path.check.repro:
+        parts.append(path.check.repro.format(**fields))
+    elif meta:
         parts.append(PREPARE_META.format(**fields) + CHECK_META.format(**fields))
     else:
         parts.append((path.check.repro_prepare or PREPARE).format(**fields) + CHECK.format(**fields))

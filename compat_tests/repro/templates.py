@@ -175,23 +175,29 @@ def keys_seen(found):
 def key_renames(missing, unexpected):
     """The systematic renames that turn unexpected keys into missing ones, (old head, new head, how many keys),
     most first: each missing key paired with the unexpected key sharing its layer numbers and the longest dotted
-    tail (more than the leaf).
+    tail; sharing only the leaf ("weight") counts when the rest looks alike (`conv_dw` -> `dwconv`) or one side
+    is empty (a prefix), as the suite's detector (signatures/renames.py) reads it.
 
     Standalone on purpose: repro scripts embed this function's source verbatim.
     """
     import re
+    from difflib import SequenceMatcher
 
     def numbers(key):
         return re.findall(r"(?:^|\.)(\d+)(?=\.)", key)
 
+    def alike(a, b, tail):
+        head_a, head_b = ".".join(a[: len(a) - tail]), ".".join(b[: len(b) - tail])
+        return not head_a or not head_b or SequenceMatcher(None, head_a, head_b).ratio() >= 0.4
+
     renames, pool = {}, list(unexpected)
     for key in missing:
-        best, best_tail = None, 1  # sharing only the leaf ("weight") says nothing
+        best, best_tail = None, 0
         for other in pool:
             a, b, tail = other.split("."), key.split("."), 0
             while tail < min(len(a), len(b)) and a[-1 - tail] == b[-1 - tail]:
                 tail += 1
-            if tail > best_tail and numbers(other) == numbers(key):
+            if tail > best_tail and numbers(other) == numbers(key) and (tail > 1 or alike(a, b, tail)):
                 best, best_tail = other, tail
         if best is None:
             continue
@@ -289,7 +295,12 @@ def signature_holds(expected, found):
     missing, unexpected = keys["missing"], keys["unexpected"]
     if family == "keys":
         field = {"missing-keys": "missing", "unexpected-keys": "unexpected", "shape-mismatch": "shape",
-                 "dtype-changed": "dtype"}.get(name)
+                 "dtype-changed": "dtype", "old-checkpoint-keys-added": "missing",
+                 "old-checkpoint-keys-removed": "unexpected", "old-checkpoint-shape-changed": "shape"}.get(name)
+        if name == "old-checkpoint-left-unfilled":  # what a load that raised nothing did not fill, or dropped
+            if error is not None:
+                return False, f"the load does not pass silently: {raised}"
+            return answer(missing + unexpected, "key(s) unfilled or dropped without an error", "every key filled")
         if field:
             return answer(keys[field], f"{field} key(s)", f"no {field} keys; {raised}")
         if name == "layerscale-gamma-renamed":
@@ -309,6 +320,9 @@ def signature_holds(expected, found):
         if prefixed:  # key-layout-mismatch
             return False, f"the keys differ by the prefix {prefixed[0]!r}, not by a layout"
         renames = key_renames(missing, unexpected)
+        if name == "old-checkpoint-keys-renamed":  # a module renamed whole, not a key or two that happen to pair
+            renames = [r for r in renames if r[2] == sum(
+                re.sub(r"(?:^|(?<=\.))\d+(?=\.|$)", "{i}", k).startswith(r[1]) for k in missing)]
         if sum(n for *_, n in renames) < 2:
             return False, f"no systematic rename among {len(missing)} missing, {len(unexpected)} unexpected keys; " \
                           + raised

@@ -5,10 +5,21 @@ is told which test it was running: that cell is recorded as `crash`. pytest-time
 interrupts a hanging cell with an exception the runner deliberately does not catch: the cell is
 recorded as `timeout` here. Without `-n` a crash takes the whole process down; `--resume` then
 continues after the cells already recorded.
+
+A model that killed a worker once is not built again: the controller notes the crash in the run's side folder
+(`runs/<run id>.d/crashed.jsonl`) before xdist starts the replacement, and every worker reads the note before
+each cell, so the model's remaining cells are recorded as `crash` too, each pointing at the cell that died.
+Running them instead (alone, with the whole machine) would rebuild the model in a fresh worker for each cell,
+and what kills a worker once is mostly a model too big for the memory left (which the memory check now refuses
+up front when it can tell) or a native crash in its code, both of which would kill the next worker alike: the
+run would pay the build and a worker restart per cell to learn the same thing. The record says how to run the
+model alone.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,17 +27,63 @@ import pytest
 
 from ..core import result as results
 from ..core.evidence import Evidence
+from ..core.scenario import Scenario, parse_id
 from ..signatures.catalog import classify
 from .workdirs import sweep
 
+# Above this many models, ranking them by size would cost the controller minutes of meta builds.
+RANK_BY_SIZE_MAX = 200
 
-def _crash_safe_loadgroup():
+
+def _largest_first(groups: list[str], report: Path | None) -> list[str]:
+    """Models (xdist groups) in the order the run should start them: the longest first, so that no worker is
+    left alone with a big model at the end. Cost is what the model's cells took in the last complete run, else
+    its size counted on the meta device (for a run of up to RANK_BY_SIZE_MAX models); otherwise the order stays."""
+    spent: dict[str, float] = {}
+    if report is not None:
+        for record in results.read(report):
+            spent[record.model] = spent.get(record.model, 0.0) + record.duration_s
+    if spent and all(g in spent for g in groups):
+        cost: dict[str, float] = spent
+    elif len(groups) <= RANK_BY_SIZE_MAX:
+        from .selection import fp32_bytes_meta
+
+        cost = {g: float(fp32_bytes_meta(g) or 0) for g in groups}
+    else:
+        return groups
+    return sorted(groups, key=lambda g: -cost.get(g, 0.0))
+
+
+def _crash_safe_loadgroup(on_crash: Callable[[str, str], None] = lambda cell, worker: None,
+                          last_report: Path | None = None):
     """xdist 3.8's loadgroup scheduler with the crash-recovery fixes it lacks (pytest-xdist#1362, #1323,
     both open upstream): a dead worker's collection is forgotten, the cell it died in is never handed out
-    again (it is reported as the crash), and groups with nothing left to run are not queued again."""
+    again (it is reported as the crash), and groups with nothing left to run are not queued again.
+
+    It also groups the matrix's cells by model itself: xdist 3.8 marks a group by rewriting `item._nodeid`, which
+    pytest 9 no longer reads (a node's id is `_id`), so every cell was its own group and a model's cells were
+    spread over the workers, each building the model again. `on_crash(cell id, worker id)` hears a crash before
+    the dead worker's other cells are handed out again. Once the first groups are handed out, the rest are queued
+    largest first (`_largest_first`, from `last_report`'s durations or the models' sizes)."""
     from xdist.scheduler import LoadGroupScheduling
 
     class CrashSafeLoadGroupScheduling(LoadGroupScheduling):
+        def schedule(self) -> None:
+            first = self.collection is None
+            super().schedule()
+            if first and len(self.workqueue) > 1:
+                ranked = _largest_first([scope for scope in self.workqueue if "::" not in scope], last_report)
+                rest = [scope for scope in self.workqueue if scope not in ranked]  # not matrix cells: keep last
+                queue = {scope: self.workqueue[scope] for scope in [*ranked, *rest]}
+                self.workqueue.clear()
+                self.workqueue.update(queue)
+
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.rfind("@") > nodeid.rfind("]") or "::test_scenario[" not in nodeid:
+                return super()._split_scope(nodeid)
+            parsed = parse_id(scenario_id_from_nodeid(nodeid))
+            return parsed.model if parsed else nodeid
+
         def remove_node(self, node):
             workload = self.assigned_work.get(node, {})
             crashitem = next((nid for unit in workload.values() for nid, done in unit.items() if not done), None)
@@ -34,6 +91,7 @@ def _crash_safe_loadgroup():
                 # A worker leaving with its work done (loadscope shuts idle workers down one by one): its
                 # collection must stay counted, or tests_finished never turns true and the run cannot end.
                 return super().remove_node(node)
+            on_crash(scenario_id_from_nodeid(crashitem), getattr(getattr(node, "gateway", None), "id", "?"))
             self.registered_collections.pop(node, None)
             for unit in workload.values():
                 if crashitem in unit:
@@ -55,14 +113,14 @@ def scenario_id_from_nodeid(nodeid: str) -> str:
 
 
 def died(result: results.Result, *, returncode: int | None = None, timeout_s: float | None = None,
-         output_tail: str = "") -> results.Result:
+         output_tail: str = "", **seen: str) -> results.Result:
     """Record that the process running `result`'s scenario died or ran out of time, as that scenario's result.
 
     Whatever observed it (xdist replacing a worker, pytest-timeout) passes what it saw; the `crash`/`timeout`
     signatures read it back from the evidence, so old reports re-classify alike.
     """
     evidence = Evidence(extra={"process": {"returncode": returncode, "timeout_s": timeout_s,
-                                           "output_tail": output_tail[-4000:]}})
+                                           "output_tail": output_tail[-4000:], **seen}})
     evidence.extra_failure = True
     result.status = "failed"
     result.evidence = evidence.to_json()
@@ -76,24 +134,77 @@ def _record(report_path: Path, run_id: str, scenario_id: str, *, returncode: int
     results.append(report_path, died(result, returncode=returncode, timeout_s=timeout_s, output_tail=output_tail))
 
 
+CRASHED = "crashed.jsonl"
+
+
+def note_crash(side: Path, cell: str, worker: str) -> None:
+    """Say, for the run's workers, that `cell` killed `worker` (one line, appended in one write)."""
+    parsed = parse_id(cell)
+    line = {"model": parsed.model if parsed else cell, "cell": cell, "worker": worker}
+    side.mkdir(parents=True, exist_ok=True)
+    fd = os.open(side / CRASHED, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, (json.dumps(line) + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def crashed_models(side: Path) -> dict[str, dict[str, str]]:
+    """Model -> the first crash it caused in this run ({"cell", "worker"}); {} when none did."""
+    try:
+        text = (side / CRASHED).read_text(encoding="utf-8")
+    except OSError:
+        return {}
+    first: dict[str, dict[str, str]] = {}
+    for line in text.splitlines():
+        try:
+            note = json.loads(line)
+        except ValueError:
+            continue  # a torn line from a controller killed mid-write
+        first.setdefault(note.get("model", ""), note)
+    return first
+
+
+def not_run_after_crash(scenario: Scenario, run_id: str, first: dict[str, str]) -> results.Result:
+    """A cell of a model that killed a worker earlier in the run, recorded as that crash without building it."""
+    why = (f"not run: {scenario.model} killed xdist worker {first.get('worker', '?')} in {first.get('cell', '?')} "
+           "(recorded there as crash); its other cells are recorded as crash too instead of rebuilding the model "
+           "in a new worker for each, which would die alike. To run them alone: "
+           f"pytest compat_tests --models {scenario.model} -p no:xdist")
+    result = died(results.Result.for_scenario(scenario, "failed", run_id), output_tail=why,
+                  first_crash=first.get("cell", ""))
+    result.message = why  # the catalog's "the process died" is not what happened to this cell
+    return result
+
+
 class Isolation:
     """Registered by the matrix plugin; `run_id` is read late because xdist workers learn it at configure."""
 
     def __init__(self, report_path: Path, run_id: Callable[[], str]) -> None:
         self.report_path = report_path
         self.run_id = run_id
+        self._noted: set[str] = set()  # crashed cells already in the run's crash notes
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log):
         if config.getvalue("dist") == "loadgroup":
-            return _crash_safe_loadgroup()(config, log)
+            last = self.report_path.parent.parent / results.REPORT_NAME
+            return _crash_safe_loadgroup(self._note, last if last.is_file() else None)(config, log)
         return None
+
+    def _note(self, cell: str, worker: str) -> None:
+        if cell not in self._noted:
+            self._noted.add(cell)
+            note_crash(results.side_dir(self.report_path), cell, worker)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_handlecrashitem(self, crashitem: str, report, sched) -> None:
         sweep()  # the dead worker's cell folder (in RAM) is the controller's to remove
         worker = getattr(getattr(getattr(report, "node", None), "gateway", None), "id", "?")
-        _record(self.report_path, self.run_id(), scenario_id_from_nodeid(crashitem),
+        cell = scenario_id_from_nodeid(crashitem)
+        # Under loadgroup the scheduler noted it already, before handing the model's other cells out again.
+        self._note(cell, worker)
+        _record(self.report_path, self.run_id(), cell,
                 output_tail=f"xdist worker {worker} died running {crashitem} and was replaced; the run went on")
 
     @pytest.hookimpl(wrapper=True)

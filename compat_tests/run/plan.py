@@ -13,6 +13,7 @@ from ..paths import all_paths
 from ..paths.base import LoadingPath
 from .selection import Selection, SelectionError, count_params_meta, parse_count, select, split_globs
 from .sharding import recorded_durations, select_shard
+from .tiers import TIER_PATHS
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,8 @@ class Options:
 
     @property
     def structural(self) -> bool:
-        return self.tier == "structural"
+        # The cross-version tier replays every snapshot on the meta device, as the structural tier does.
+        return self.tier in ("structural", "cross-version")
 
 
 @dataclass
@@ -53,10 +55,11 @@ class Store(Protocol):
     def set(self, key: str, value: Any) -> None: ...
 
 
-def selected_paths(paths: str | None) -> list[str]:
-    """The loading paths `--paths` names (default: every default path); an unknown name is a SelectionError."""
+def selected_paths(paths: str | None, tier: str = "smoke") -> list[str]:
+    """The loading paths `--paths` names (default: the tier's, else every default path); an unknown name is a
+    SelectionError."""
     known = all_paths()
-    wanted = split_globs(paths) or [name for name, p in known.items() if p.default]
+    wanted = split_globs(paths) or list(TIER_PATHS.get(tier, ())) or [name for name, p in known.items() if p.default]
     unknown = [p for p in wanted if p not in known]
     if unknown:
         raise SelectionError(f"--paths: unknown path(s) {', '.join(unknown)}; known: {', '.join(known)}")
@@ -88,9 +91,9 @@ def make_plan(options: Options, store: Store | None = None) -> Plan:
     """Every cell the options select, in order; tier models this timm lacks and models over the parameter
     budget become one skipped cell each, and unknown patterns one error cell each, so the report shows them."""
     selection = _select(options, store)
-    chosen = selected_paths(options.paths)
+    chosen = selected_paths(options.paths, options.tier)
     paths = all_paths()
-    if options.structural and options.sampled:
+    if options.structural and options.sampled and options.tier not in TIER_PATHS:
         chosen = [name for name in chosen if paths[name].structural and paths[name].structural_default]
     plan = Plan()
     for index, model in enumerate(selection.models):
@@ -124,7 +127,7 @@ def _cells(model: str, index: int, path: LoadingPath, options: Options) -> list[
     model again, and the whole registry has to fit in minutes)."""
     if options.structural and not path.structural:
         return [Scenario(model, path.name, BASE, meta=True)]  # one cell saying why not
-    if options.structural and options.sampled:
+    if options.structural and options.sampled and options.tier not in TIER_PATHS:
         return [Scenario(model, path.name, o, meta=True) for o in path.structural_cells(model)]
     overrides = path.overrides(model)
     if options.sampled and path.sampled:

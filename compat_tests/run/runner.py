@@ -22,6 +22,9 @@ from ..source.meta import MetaShapes, meta_limitation
 from ..source.models import DEFAULT_SEED, SourceCache, SourceModel
 from .workdirs import workdir
 
+# The input size a cell without a source model reports (its repro decides its own input).
+UNBUILT_INPUT = (3, 224, 224)
+
 
 class _Done(Exception):
     """The cell's outcome is already in its result: stop running it."""
@@ -64,7 +67,8 @@ def _run(scenario: Scenario, cache: SourceCache, seed: int, result: Result, work
     source_kwargs = path.source_kwargs(scenario.override)
     spec = {"name": scenario.model, "kwargs": scenario.override.as_dict(), "seed": seed,
             "source_kwargs": source_kwargs}
-    source = _source(scenario, path, cache, source_kwargs, seed, result)
+    source = _source(scenario, path, cache, source_kwargs, seed, result) if path.builds_source else \
+        SourceModel(scenario.model, source_kwargs, seed, None, UNBUILT_INPUT, None)
     evidence = _load_and_judge(scenario, path, source, spec, result, workaround)
     _conclude(result, evidence, path, spec, source.input_size, scenario.meta, workaround)
 
@@ -105,7 +109,7 @@ def _source(scenario: Scenario, path: LoadingPath, cache: SourceCache, source_kw
 
 def _load_and_judge(scenario: Scenario, path: LoadingPath, source: SourceModel, spec: dict,
                     result: Result, workaround: str | None = None) -> Evidence:
-    with workdir() as folder:
+    with workdir(source.fp32_bytes) as folder:
         undo = WORKAROUNDS[workaround].apply() if workaround else None
         try:
             with MetaShapes() if scenario.meta else contextlib.nullcontext():
@@ -118,7 +122,8 @@ def _load_and_judge(scenario: Scenario, path: LoadingPath, source: SourceModel, 
             if undo is not None:
                 undo()
         try:
-            return (judge_structure if scenario.meta else path.check.judge)(source, loaded)
+            judge = (path.check.structure or judge_structure) if scenario.meta else path.check.judge
+            return judge(source, loaded)
         except NotApplicable as e:
             raise _stop(result, "skipped", f"not applicable: {e}") from None
         finally:
@@ -133,7 +138,8 @@ def _conclude(result: Result, evidence: Evidence, path: LoadingPath, spec: dict,
     result.status = "failed"
     result.signature, result.message = classify(evidence, path.name)
     result.repro = script(result.id, path, spec, input_size, result.versions, meta=meta, signature=result.signature,
-                          workaround=WORKAROUNDS[workaround].apply if workaround else None)
+                          workaround=WORKAROUNDS[workaround].apply if workaround else None,
+                          raised_type=(evidence.exception or {}).get("type"))
     if is_limitation(result.signature):
         # An exporter that cannot handle the architecture at all: reported, but not a loading failure.
         result.status = "skipped"

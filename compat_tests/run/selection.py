@@ -6,6 +6,7 @@ import fnmatch
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from .tiers import SMOKE, TIERS
 
@@ -52,6 +53,23 @@ def count_params_meta(name: str) -> int | None:
     except Exception:  # some constructors compute on real tensors; such models are never skipped for size
         return None
     return sum(p.numel() for p in model.parameters())
+
+
+@lru_cache(maxsize=64)
+def fp32_bytes_meta(name: str) -> int | None:
+    """Float32 bytes of `name`'s state (parameters and buffers), counted on the meta device: what one copy of the
+    model will cost before anything is allocated. None if it cannot be built so (then the cell learns the size
+    once its source is built)."""
+    import timm
+
+    from ..source.meta import MetaShapes
+    from ..source.models import fp32_bytes
+
+    try:
+        with MetaShapes():
+            return fp32_bytes(timm.create_model(name, pretrained=False))
+    except Exception:  # a constructor that computes on real tensors: unknown until built
+        return None
 
 
 def select(

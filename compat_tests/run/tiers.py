@@ -32,7 +32,10 @@ SMOKE_FAMILIES: dict[str, tuple[str, ...]] = {
 
 SMOKE: tuple[str, ...] = tuple(name for names in SMOKE_FAMILIES.values() for name in names)
 # structural: the whole registry on the meta device (keys, shapes, dtypes; no values).
-TIERS = ("smoke", "full", "structural")
+# cross-version: the whole registry's files from every older release (the cross_version path), on the meta device.
+TIERS = ("smoke", "full", "structural", "cross-version")
+# The paths a tier runs when --paths does not name them (None: every default path).
+TIER_PATHS: dict[str, tuple[str, ...]] = {"cross-version": ("cross_version",)}
 
 
 def family_of(model: str) -> str:

@@ -1,10 +1,16 @@
-"""xdist workers: each learns the controller's run id (so all their records belong to one run) and gets its
-share of the machine's cores."""
+"""xdist workers: each learns the controller's run id (so all their records belong to one run), gets its
+share of the machine's cores, and keeps an account of where its time goes (`Clock`), which the controller sums
+up at the end of the run (run/progress.py `RunTime`)."""
 
 from __future__ import annotations
 
+import json
 import os
+import resource
+import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,3 +45,110 @@ def worker_run_id(config: pytest.Config) -> str | None:
 
 def threads_per_worker(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+def process_started() -> float:
+    """When this process started (epoch seconds), so a worker's account includes its imports; now if unknown."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime, in clock ticks after boot
+        with open("/proc/uptime", encoding="ascii") as f:
+            uptime = float(f.read().split()[0])
+        return time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.time()
+
+
+def peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux reports KiB
+
+
+TIME_DIR = "time"
+
+
+class Clock:
+    """Where one process that runs cells spends its time: startup and collection, each cell's time (the source
+    builds and memory-gate waits inside it apart), and the gaps between cells (waiting for work). Written to
+    `<run side folder>/time/<worker>.json` when each cell starts and ends, so a worker killed mid-cell still
+    leaves its account, and the cell it died in (`in_cell_since`)."""
+
+    def __init__(self, folder: Path, worker: str, replacement: bool = False) -> None:
+        self.file = folder / TIME_DIR / f"{worker}.json"
+        self.account: dict[str, Any] = {
+            "worker": worker, "pid": os.getpid(), "replacement": replacement, "started": process_started(),
+            "collected": None, "finished": None, "cells": 0, "cells_s": 0.0, "source_builds_s": 0.0,
+            "memory_waits_s": 0.0, "idle_s": 0.0, "in_cell_since": None, "peak_rss_mb": peak_rss_mb(),
+        }
+        self._session: Any = None  # the MatrixSession, found on the first cell: its cache times source builds
+        self._last_end: float | None = None
+
+    @classmethod
+    def for_config(cls, config: pytest.Config, folder: Path) -> Clock | None:
+        """The clock of a process that runs cells: an xdist worker, or a run without xdist; None for the xdist
+        controller, which runs none."""
+        if hasattr(config, "workerinput"):
+            worker = config.workerinput.get("workerid", "gw?")
+            # xdist numbers replacement workers on from the count it started with.
+            index = worker[2:]
+            replacement = index.isdigit() and int(index) >= int(config.workerinput.get("workercount", 1))
+            return cls(folder, worker, replacement)
+        if config.getoption("dist", "no") != "no" and config.getoption("tx", None):
+            return None
+        return cls(folder, "main")
+
+    def _counters(self) -> tuple[float, float]:
+        if self._session is None:
+            return 0.0, 0.0
+        return self._session.cache.build_s, self._session.memory.waited_s
+
+    def write(self) -> None:
+        self.account["last"] = time.time()
+        self.account["peak_rss_mb"] = peak_rss_mb()
+        try:
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.file.with_suffix(".partial")
+            partial.write_text(json.dumps(self.account))
+            partial.replace(self.file)  # a reader never sees half an account
+        except OSError:
+            pass  # the account is a report on the run, never a reason to fail it
+
+    @pytest.hookimpl
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.account["collected"] = self._last_end = time.time()
+        self.write()
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None):
+        start = time.time()
+        if self._last_end is not None:
+            self.account["idle_s"] += start - self._last_end
+        builds, waits = self._counters()
+        self.account["in_cell_since"] = start
+        self.write()
+        try:
+            return (yield)
+        finally:
+            end = time.time()
+            now_builds, now_waits = self._counters()
+            self.account["source_builds_s"] += now_builds - builds
+            self.account["memory_waits_s"] += now_waits - waits
+            self.account["cells_s"] += (end - start) - (now_builds - builds) - (now_waits - waits)
+            self.account["cells"] += 1
+            self.account["in_cell_since"] = None
+            self._last_end = end
+            self.write()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> None:
+        if self._session is None:
+            self._session = getattr(item, "funcargs", {}).get("matrix_session")
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        # tryfirst: the plugin's own sessionfinish writes the run's end line from these accounts.
+        end = time.time()
+        if self._last_end is not None:
+            self.account["idle_s"] += end - self._last_end
+            self._last_end = end
+        self.account["finished"] = end
+        self.write()

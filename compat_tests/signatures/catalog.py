@@ -12,11 +12,14 @@ import fnmatch
 
 from ..core.evidence import MULTIPLE_VALUES, Evidence
 from ..core.result import Result
-from . import adapted, deploy, legacy, loads
-from .detect import Signature
+from . import adapted, cross_version, deploy, legacy, loads
+from .detect import AS_RECORDED, Signature
 from .renames import key_layout
 
 ADAPTED_LOADS = ("pretrained_file", "load_checkpoint", "foreign")
+# Files written by other releases: the legacy fixtures, and every architecture's snapshots.
+OLD_FILES = ("legacy", "cross_version")
+CROSS = ("cross_version",)
 FUSED = ("reparam", "reparam_roundtrip")
 
 
@@ -47,18 +50,44 @@ CATALOG: tuple[Signature, ...] = (
     # Files written by an older release (the legacy path's judge records artifact, kind and stage).
     Signature("legacy-artifact-tampered", "a legacy artifact's sha256 differs from the manifest; it was not loaded",
               "regenerate it with the manifest's command, or restore the committed file", legacy.tampered,
-              ("legacy",), family="raised", raises=(None, legacy.TAMPERED)),
+              OLD_FILES, family="raised", raises=(None, legacy.TAMPERED)),
     Signature("missing-attribute-after-unpickle",
               "an object pickled by an older release lacks an attribute today's code reads",
               "read new attributes with getattr(self, name, default), or set them in __setstate__",
-              legacy.missing_attribute, ("legacy",), family="raised", raises=("AttributeError", legacy.NO_ATTRIBUTE)),
+              legacy.missing_attribute, OLD_FILES, family="raised", raises=("AttributeError", legacy.NO_ATTRIBUTE)),
     Signature("class-moved-or-renamed", "unpickling cannot find a class or module the older release pickled",
-              "keep an alias at the old import path", legacy.class_moved, ("legacy",),
+              "keep an alias at the old import path", legacy.class_moved, OLD_FILES,
               family="raised", raises=(None, f"{legacy.CANT_GET}|{legacy.NO_MODULE}")),
     Signature("legacy-output-mismatch",
               "the legacy artifact loads with the producer's exact tensors but computes a different output",
               "forward code or non-persistent state changed between the releases", legacy.legacy_output_mismatch,
               ("legacy",), needs_values=True, family="outputs"),
+    # What changed between the release that wrote a file and the one reading it (cross_version's judge records
+    # kind, stage, loader, the releases and the pretrained tags reached).
+    Signature("old-pickle-forward-broken", "a model pickled by an older release unpickles but its forward fails "
+              "under today's code", "today's forward reads state the old object does not have: read it with a "
+              "default, or migrate it in __setstate__", cross_version.pickle_forward_broken, CROSS,
+              family="raised", raises=(AS_RECORDED, "")),
+    Signature("old-config-rejected", "a config.json an older release wrote is rejected by today's loader",
+              "keep accepting (and ignoring or mapping) the old field", cross_version.config_rejected, CROSS,
+              family="raised", raises=(AS_RECORDED, "")),
+    Signature("old-checkpoint-keys-renamed", "keys of an older release's checkpoint were renamed and nothing maps "
+              "them back", "teach the model's checkpoint_filter_fn the rename (below)", cross_version.keys_renamed,
+              CROSS, family="keys"),
+    Signature("old-checkpoint-left-unfilled",
+              "an older release's checkpoint loads without an error but leaves tensors unfilled (or drops some)",
+              "the loader went non-strict (a dropped classifier) or only logged it: map the old keys in the "
+              "checkpoint_filter_fn, and check what load_state_dict returns", cross_version.left_unfilled, CROSS,
+              family="keys"),
+    Signature("old-checkpoint-shape-changed", "a tensor of an older release's checkpoint has another shape today",
+              "the default configuration changed: convert or resample the old tensor in the checkpoint_filter_fn, "
+              "or list the change as deliberate", cross_version.shape_changed, CROSS, family="keys"),
+    Signature("old-checkpoint-keys-added", "today's model has keys an older release's checkpoint lacks",
+              "a module was added to the default build (LayerScale, a norm): default it when absent, or list the "
+              "change as deliberate", cross_version.keys_added, CROSS, family="keys"),
+    Signature("old-checkpoint-keys-removed", "an older release's checkpoint has keys today's model lacks",
+              "a module was removed or renamed: drop or map the old keys in the checkpoint_filter_fn",
+              cross_version.keys_removed, CROSS, family="keys"),
     # Fused (deployment) models: a None call explains every later symptom.
     Signature("none-module-called", "forward calls a submodule that reparameterization set to None",
               "the fuse/reparameterize method must leave an nn.Identity (or the forward must skip the None slot)",
@@ -138,6 +167,13 @@ CATALOG: tuple[Signature, ...] = (
     Signature("output-mismatch", "weights match but outputs differ from the source model's",
               "non-persistent state or forward code differs between saved and loaded model", loads.output_mismatch,
               needs_values=True, family="outputs"),
+    # Last on this path: what an older release's file makes today's loaders raise, where nothing above names it.
+    Signature("old-checkpoint-filter-raised", "the checkpoint_filter_fn raised on an older release's checkpoint",
+              "the filter assumes keys or shapes that older checkpoints do not have", cross_version.filter_raised,
+              CROSS, family="raised", raises=(AS_RECORDED, "")),
+    Signature("old-file-load-raised", "loading a file an older release wrote raises under today's releases",
+              "read the exception and where it was raised", cross_version.load_raised, CROSS,
+              family="raised", raises=(AS_RECORDED, "")),
 )
 
 BY_NAME = {s.name: s for s in CATALOG}

@@ -16,6 +16,11 @@ from ..core.evidence import Evidence
 Detector = Callable[[Evidence], "str | None"]
 
 
+# A `raised` signature that names where in a load something raised, whatever it was (a catch-all of one path):
+# its repro checks that the same type of exception is raised as the cell recorded.
+AS_RECORDED = "as recorded"
+
+
 @dataclass(frozen=True)
 class Signature:
     name: str

@@ -14,6 +14,7 @@ fails the run, so the baseline cannot quietly outlive the bug.
     when = { transformers = ">=5" }    # optional: only under these releases (PEP 440 specifiers)
     xpass = false                      # optional: the ids describe where it can occur, not cells that fail
     workaround = "drop-num-classes-from-model-args"   # optional: see below; or "none: <why there is none>"
+    message = "*reads: Attention.gate (*"  # optional: an fnmatch glob the failure's message must match too
 
 `when` keeps an entry about one release line from excusing (or being "fixed" by) runs on another:
 each cell is judged against the versions it recorded, so an old report is re-judged correctly too.
@@ -26,6 +27,10 @@ apply by hand (paths/support/workarounds.py): a cell failing with the entry's si
 applied, and is xfailed only when the worked-around load passes; a second failure behind the known one makes
 the cell failed under that second signature. An entry whose failure has no such fix says why
 (`workaround = "none: ..."`).
+
+`message` narrows an entry to one cause among failures that share a signature: the cross-version pickles of one
+architecture can lack several attributes, each from its own release, and an entry for one must not excuse the
+next.
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ else:  # pragma: no cover - Python 3.10 has no tomllib; tomli is the same parser
 
 DEFAULT_FILE = Path(__file__).resolve().parents[2] / "fixtures" / "known_failures.toml"
 _REQUIRED = ("id", "signature", "reason", "upstream")
-_ALLOWED = (*_REQUIRED, "expires", "when", "xpass", "workaround")
+_ALLOWED = (*_REQUIRED, "expires", "when", "xpass", "workaround", "message")
 NO_WORKAROUND = "none:"
 
 
@@ -70,6 +75,8 @@ class KnownFailure:
     xpass: bool = True
     # The fix users apply to get past the failure (a name in paths/support/workarounds.py), "none: <why>", or "".
     workaround: str = ""
+    # An fnmatch glob over the failure's message ("": any message).
+    message: str = ""
 
     @property
     def workaround_name(self) -> str | None:
@@ -102,8 +109,9 @@ class KnownFailure:
     def covers_id(self, scenario_id: str) -> bool:
         return any(fnmatch.fnmatchcase(scenario_id, glob) for glob in self.ids)
 
-    def covers(self, scenario_id: str, signature: str) -> bool:
-        return self.covers_id(scenario_id) and fnmatch.fnmatchcase(signature, self.signature)
+    def covers(self, scenario_id: str, signature: str, message: str = "") -> bool:
+        return self.covers_id(scenario_id) and fnmatch.fnmatchcase(signature, self.signature) and (
+            not self.message or fnmatch.fnmatchcase(message, self.message))
 
     def as_record(self) -> dict[str, Any]:
         """What a result stores about the entry that decided its status."""
@@ -114,6 +122,8 @@ class KnownFailure:
             record["when"] = dict(self.when)
         if self.workaround:
             record["workaround"] = self.workaround
+        if self.message:
+            record["message"] = self.message
         return record
 
 
@@ -131,10 +141,10 @@ class Baseline:
     def expired(self) -> list[KnownFailure]:
         return [e for e in self.entries if e.expired(self.today)]
 
-    def expected(self, scenario_id: str, signature: str, versions: dict[str, str | None] | None = None
-                 ) -> KnownFailure | None:
+    def expected(self, scenario_id: str, signature: str, versions: dict[str, str | None] | None = None,
+                 message: str = "") -> KnownFailure | None:
         return next((e for e in self.active
-                     if e.covers(scenario_id, signature) and e.applies_to(versions or {})), None)
+                     if e.covers(scenario_id, signature, message) and e.applies_to(versions or {})), None)
 
     def listed(self, scenario_id: str, versions: dict[str, str | None] | None = None) -> KnownFailure | None:
         return next((e for e in self.active if e.covers_id(scenario_id) and e.applies_to(versions or {})), None)
@@ -149,7 +159,8 @@ class Baseline:
             result.status = "failed" if result.status == "xfailed" else "passed"
             result.known = {}
         versions = result.versions
-        if result.status == "failed" and (entry := self.expected(result.id, result.signature, versions)):
+        if result.status == "failed" and (entry := self.expected(result.id, result.signature, versions,
+                                                                 result.message)):
             result.status, result.known = "xfailed", entry.as_record()
         elif result.status == "failed" and (entry := self.listed(result.id, versions)):
             # Listed, but failing for another reason: a new failure, said so in the message.
@@ -192,8 +203,11 @@ def _entry(raw: Any, where: str) -> KnownFailure:
                                            and not workaround[len(NO_WORKAROUND):].strip()):
         raise KnownFailuresError(f"{where}: workaround must name a workaround or say \"none: <why>\", "
                                  f"not {workaround!r}")
+    message = raw.get("message", "")
+    if not isinstance(message, str):
+        raise KnownFailuresError(f"{where}: message must be an fnmatch glob string, not {message!r}")
     return KnownFailure(globs, raw["signature"], raw["reason"].strip(), raw["upstream"].strip(), expires,
-                        _when(raw.get("when"), where), xpass, workaround.strip())
+                        _when(raw.get("when"), where), xpass, workaround.strip(), message)
 
 
 def _when(raw: Any, where: str) -> tuple[tuple[str, str], ...]:

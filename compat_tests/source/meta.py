@@ -49,6 +49,46 @@ class MetaShapes(DeviceContext):
         return func(*args, **kwargs)
 
 
+# Factories whose results constructors read back as Python values: timm 0.9 builds its drop-path schedule
+# with `[x.item() for x in torch.linspace(0, rate, depth)]` (byobnet: `.split(depths)` then `.tolist()`), and
+# position indices come from arange. They are small and never parameters, which come from empty/zeros/ones.
+_CPU_FACTORY_NAMES = ("linspace", "logspace", "arange", "range", "tensor", "as_tensor", "asarray", "scalar_tensor")
+
+
+@lru_cache(maxsize=1)
+def _cpu_factories() -> frozenset:
+    return frozenset(f for f in (getattr(torch, n, None) for n in _CPU_FACTORY_NAMES) if f is not None)
+
+
+# What torch says when one operation is given tensors on the CPU and on meta.
+_DEVICE_MIX = re.compile(r"not on the expected device|to be on the same device", re.I)
+
+
+class MetaShapesCpuFactories(MetaShapes):
+    """`MetaShapes`, except that the small value factories (`torch.linspace`, `arange`, `tensor`, ...) called
+    without a device stay on the CPU, so a constructor may read them (`.item()`, `.tolist()`) while every
+    parameter stays on meta. A buffer made from one (a relative position index) is then a CPU tensor:
+    its shape and dtype are the real ones; `model.to("meta")` moves it. An operation refusing to mix such a
+    tensor with a meta one (RoPE frequencies: an arange times a meta `torch.rand`) is run again with its CPU
+    tensors on meta, as it would have run under `MetaShapes`."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _cpu_factories() and kwargs.get("device") is None:
+            return func(*args, **kwargs)  # the mode is off while it handles a call: this is the CPU default
+        try:
+            return super().__torch_function__(func, types, args, kwargs)
+        except RuntimeError as e:
+            if not _DEVICE_MIX.search(str(e)):
+                raise
+        from torch.utils._pytree import tree_map
+
+        def to_meta(value):
+            return value.to("meta") if isinstance(value, torch.Tensor) and not value.is_meta else value
+
+        return super().__torch_function__(func, types, tree_map(to_meta, tuple(args)), tree_map(to_meta, kwargs))
+
+
 def build_on_meta(name: str, **kwargs: Any) -> torch.nn.Module:
     """`timm.create_model(name, **kwargs)` on the meta device where the constructor allows it; constructors
     that need values (timm 0.9 computes drop-path rates with .item()) are built for real, since the meta

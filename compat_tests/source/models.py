@@ -7,6 +7,8 @@ running stats, a zero bias) can never equal the source by chance.
 
 from __future__ import annotations
 
+import gc
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,9 +74,19 @@ class SourceModel:
     constant_inits: dict[str, torch.Tensor] = field(default_factory=dict)
     # Non-persistent buffers as the constructor left them, before the reference forward.
     built_buffers: dict[str, torch.Tensor] = field(default_factory=dict)
+    # The bytes of its state in float32 (0 on meta): what one more copy of the model costs, and what a file of it
+    # holds. The cell's memory check and the choice of RAM or disk for its files are made from it.
+    fp32_bytes: int = 0
 
     def input(self) -> torch.Tensor:
         return make_input(self.input_size, self.seed, BATCH)
+
+
+def fp32_bytes(module: torch.nn.Module) -> int:
+    """Bytes of `module`'s state (parameters and buffers) with floating tensors counted as float32: a checkpoint's
+    size, and one copy of the model in memory. Shapes only, so a meta-device model answers too."""
+    tensors = {id(t): t for t in (*module.parameters(), *module.buffers())}.values()  # tied weights once
+    return sum(t.numel() * (4 if t.is_floating_point() else t.element_size()) for t in tensors)
 
 
 def _input_candidates(model: torch.nn.Module, kwargs: dict[str, Any]) -> list[tuple[int, ...]]:
@@ -120,7 +132,8 @@ def build_source(name: str, kwargs: dict[str, Any] | None = None, seed: int = DE
         except Exception as e:  # a capped size the architecture rejects: fall back to its own
             error = e
             continue
-        return SourceModel(name, kwargs, seed, model, size, reference, constant_inits, built_buffers)
+        return SourceModel(name, kwargs, seed, model, size, reference, constant_inits, built_buffers,
+                           fp32_bytes(model))
     assert error is not None
     raise error
 
@@ -143,16 +156,37 @@ class SourceCache:
     def __init__(self, size: int = 1) -> None:
         self._size = size
         self._items: OrderedDict[tuple, SourceModel | Exception] = OrderedDict()
+        # Seconds spent building source models: the run's time account reports them apart from the cells.
+        self.build_s = 0.0
+
+    def held_bytes(self, name: str) -> int:
+        """The float32 bytes of the source models of `name` this cache holds, after releasing every other
+        model's: memory a cell of `name` already has (its source), or gets back before its source is built."""
+        if any(key[0] != name for key in self._items):
+            self.release(keep=name)
+        return sum(s.fp32_bytes for s in self._items.values() if isinstance(s, SourceModel))
+
+    def release(self, keep: str | None = None) -> None:
+        """Drop the sources of every model but `keep` and return their memory now, not at the next build: the
+        memory check reads what the machine has free."""
+        doomed = [key for key in self._items if key[0] != keep]
+        for key in doomed:
+            del self._items[key]
+        if doomed:
+            gc.collect()  # a module graph with a reference cycle would otherwise hold its tensors until later
 
     def get(self, name: str, kwargs: dict[str, Any], seed: int = DEFAULT_SEED, meta: bool = False) -> SourceModel:
         key = (name, tuple(sorted((k, repr(v)) for k, v in kwargs.items())), seed, meta)
         if key not in self._items:
             while len(self._items) >= self._size:
                 self._items.popitem(last=False)
+            started = time.perf_counter()
             try:
                 self._items[key] = (build_meta_source if meta else build_source)(name, kwargs, seed)
             except Exception as e:  # remembered, so every cell of a broken model fails fast
                 self._items[key] = e
+            finally:
+                self.build_s += time.perf_counter() - started
         found = self._items[key]
         if isinstance(found, Exception):
             raise found
