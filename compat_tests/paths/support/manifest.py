@@ -77,5 +77,7 @@ def verify(artifact: Artifact, root: Path = FIXTURES) -> list[str]:
 
 
 def total_size(root: Path = FIXTURES) -> int:
-    """Bytes of everything under fixtures/ (the committed total that must stay under 30 MB)."""
-    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    """Bytes of the legacy fixtures under fixtures/ (the committed total that must stay under 30 MB); the
+    cross-version snapshots (fixtures/cross_version/) have their own cap, checked with them."""
+    return sum(p.stat().st_size for p in root.rglob("*")
+               if p.is_file() and "__pycache__" not in p.parts and "cross_version" not in p.relative_to(root).parts)

@@ -326,7 +326,7 @@ def ensure_pickles(producers: list[str], log: Callable[[str], None]) -> dict[str
         if not missing:
             continue
         entry = _entry(producer)
-        estimate = entry["seconds"] * missing / max(entry["pickles"]["count"], 1)
+        estimate = 15 + entry["seconds"] * missing / max(entry["pickles"]["count"], 1)  # plus starting up
         log(f"{producer}: {missing} pickles absent from {CACHE / producer}; generating them "
             f"({_refill_command(producer)}; a full generation of this release took {entry['seconds']:.0f}s, "
             f"expect up to ~{estimate:.0f}s)")
