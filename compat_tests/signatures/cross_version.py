@@ -63,7 +63,9 @@ def keys_renamed(ev: Evidence) -> str | None:
     # A module renamed whole: every missing key under the new name is explained. Where only some pair up (a bias
     # kept its shape while the layer around it changed), the structure changed, which other names say.
     templated = [_INDEX.sub("{i}", key) for key in ev.missing_keys]
-    renames = [r for r in renames if r.count == sum(key.startswith(r.new) for key in templated)]
+    # A rename keeps at least the leaf (`weight`): keys sharing nothing are not one tensor under two names.
+    renames = [r for r in renames if r.count == sum(key.startswith(r.new) for key in templated)
+               and all(not head or head.endswith(".") for head in (r.old, r.new))]
     explained = sum(r.count for r in renames)
     if not renames or explained < MIN_KEYS:
         return None
