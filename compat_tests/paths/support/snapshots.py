@@ -29,6 +29,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from .manifest import sha256_file
+
 # compat_tests is installed editable, so the fixtures sit beside the package in the repository.
 SNAPSHOTS = Path(__file__).resolve().parents[3] / "fixtures" / "cross_version"
 MANIFEST = SNAPSHOTS / "manifest.json"
@@ -62,14 +64,6 @@ class Snapshot:
 def canonical(obj: Any) -> bytes:
     """The bytes a digest is taken of: the generator's own encoding (sorted keys, compact, ASCII)."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _release(producer: str) -> tuple[int, tuple[int, ...]]:
@@ -291,7 +285,7 @@ def verify_pickle(producer: str, arch: str) -> str | None:
     path = pickle_path(producer, arch)
     if not path.exists():
         return f"absent: {path} (generate it: {_refill_command(producer)})"
-    got = _sha256_file(path)
+    got = sha256_file(path)
     if got != want:
         return f"sha256 mismatch: {path} is {got}, the committed snapshot says {want}: refusing to load"
     return None
