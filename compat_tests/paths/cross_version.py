@@ -141,8 +141,6 @@ def cross_version_load(spec, folder):
         return result
     import json
 
-    import transformers
-
     # A model saved without a classifier (num_classes=0) is a feature extractor, which transformers documents
     # loading with AutoModel: AutoModelForImageClassification refuses a checkpoint without a classifier.
     with open(os.path.join(folder, "config.json")) as f:
