@@ -38,4 +38,11 @@ def test_nightly_is_scheduled_dispatchable_and_sharded():
 def test_nightly_runs_the_structural_tier_into_the_merged_report():
     text = (WORKFLOWS / "nightly.yml").read_text()
     assert "--tier structural" in text and "reports-${{ matrix.source }}-structural" in text
-    assert "needs: [matrix, structural]" in text and "pattern: reports-${{ matrix.source }}-*" in text
+    assert "needs: [matrix, structural, cross-version]" in text and "pattern: reports-${{ matrix.source }}-*" in text
+
+
+def test_nightly_runs_the_cross_version_tier_with_its_pickle_cache():
+    text = (WORKFLOWS / "nightly.yml").read_text()
+    assert "--tier cross-version" in text and "reports-${{ matrix.source }}-cross-version" in text
+    # The pickles are not committed: the cache is keyed by the manifest whose sha256s they are checked against.
+    assert "actions/cache@v4" in text and "hashFiles('fixtures/cross_version/manifest.json')" in text
