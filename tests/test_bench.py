@@ -27,6 +27,21 @@ def test_render_puts_each_figure_beside_its_goal():
     assert any("peak RSS" in line and line.endswith(" met") for line in lines)
     assert any("structural tier" in line and "NOT met" in line for line in lines)
     assert any("full numeric tier" in line and "--full" in line for line in lines)
+    assert any("cross-version tier" in line and "--cross-version" in line for line in lines)
+
+
+def test_the_cross_version_tier_is_split_by_kind_of_old_file(tmp_path):
+    """A real (one-model) cross-version run: its figure stands beside the 10-minute goal, with the cell seconds
+    of each kind of file an older release wrote."""
+    figures = bench_tiers.run_tier(["--tier", "cross-version", "--models", "test_vit"], tmp_path, workers=1)
+    assert figures["exit_code"] == 0, figures.get("output_tail")
+    figures.update(goal_s=bench_tiers.CROSS_VERSION_GOAL_S, by_kind=bench_tiers.by_kind(
+        tmp_path / "compat-report.jsonl"))
+    assert {"state_dict", "headless", "pickle"} <= set(figures["by_kind"])
+    assert sum(v["cells"] for v in figures["by_kind"].values()) == figures["cells"]
+    line, kinds = bench.render({"cross_version_tier": figures})[1:3]
+    assert line.startswith("cross-version tier") and "(goal < 600 s) met" in line
+    assert "pickle" in kinds and "cells" in kinds
 
 
 def test_timm_compat_bench_is_the_bench_and_refuses_unknown_models(capsys):

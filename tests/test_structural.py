@@ -42,6 +42,78 @@ def test_meta_shapes_builds_what_the_meta_device_builds_and_allocates_nothing():
             raise AssertionError("copy_ across shapes must still fail on meta")
 
 
+def _norm_and_activation_calls():
+    """(call, tensors): good and bad calls of every shape rule, on contiguous, channels-last and strided inputs."""
+    F = torch.nn.functional
+    nchw = torch.empty(2, 6, 4, 5)
+    inputs = {"contiguous": nchw, "channels_last": nchw.to(memory_format=torch.channels_last),
+              "permuted": nchw.permute(0, 2, 3, 1), "sliced": torch.empty(3, 8)[:, :6]}
+    c6, c5, c3 = torch.empty(6), torch.empty(5), torch.empty(3)
+    calls = []
+    for name, x in inputs.items():
+        last = (x.shape[-1],)
+        calls += [
+            (f"layer_norm {name}", lambda x=x, n=last: F.layer_norm(x, n, torch.empty(n), torch.empty(n))),
+            (f"layer_norm wrong shape {name}", lambda x=x: F.layer_norm(x, (7,))),
+            (f"layer_norm wrong weight {name}", lambda x=x, n=last: F.layer_norm(x, n, torch.empty(9))),
+            (f"batch_norm {name}", lambda x=x: F.batch_norm(x, torch.empty(x.shape[1]), torch.empty(x.shape[1]))),
+            (f"batch_norm training {name}", lambda x=x: F.batch_norm(x, None, None, training=True)),
+            (f"batch_norm wrong stats {name}", lambda x=x: F.batch_norm(x, c3, c3)),
+            (f"batch_norm wrong weight {name}", lambda x=x: F.batch_norm(x, None, None, c3, None, True)),
+            (f"group_norm {name}", lambda x=x: F.group_norm(x, 1, torch.empty(x.shape[1]), torch.empty(x.shape[1]))),
+            (f"group_norm groups {name}", lambda x=x: F.group_norm(x, 4)),
+            (f"group_norm wrong weight {name}", lambda x=x: F.group_norm(x, 1, c5)),
+        ]
+        for act in ("gelu", "silu", "relu", "hardswish", "hardsigmoid", "mish", "sigmoid", "tanh", "leaky_relu"):
+            calls.append((f"{act} {name}", lambda x=x, a=act: getattr(F, a)(x)))
+            if act not in ("gelu", "sigmoid", "tanh"):
+                calls.append((f"{act} in place {name}", lambda x=x, a=act: getattr(F, a)(x.clone(), inplace=True)))
+        calls += [(f"Tensor.sigmoid {name}", lambda x=x: x.sigmoid()),
+                  (f"torch.tanh {name}", lambda x=x: torch.tanh(x))]
+    calls += [("batch_norm one value per channel", lambda: F.batch_norm(torch.empty(1, 6), None, None, training=True)),
+              ("batch_norm mixed dtypes", lambda: F.batch_norm(nchw, c6.half(), c6.half())),
+              ("gelu of integers", lambda: F.gelu(torch.empty(3, dtype=torch.long))),
+              ("silu in place on a leaf that requires grad", lambda: F.silu(c6.requires_grad_(), inplace=True))]
+    return calls
+
+
+def test_shape_rules_give_what_the_meta_kernels_give_and_raise_where_they_raise(monkeypatch):
+    """MetaShapes answers normalisations and activations without their Python meta kernels: each answer must be
+    the kernel's (shape, dtype, strides; in place, the input itself), and each refusal a refusal."""
+    from compat_tests.source import meta
+
+    answered = set()
+
+    def counting(func, rule):
+        def answer(*args, **kwargs):
+            result = rule(*args, **kwargs)
+            if result is not NotImplemented:
+                answered.add(func.__name__)
+            return result
+        return answer
+
+    for func, rule in list(meta._shape_rules().items()):
+        monkeypatch.setitem(meta._shape_rules(), func, counting(func, rule))
+
+    def outcome(call):
+        try:
+            out = call()
+        except Exception as e:  # the refusal is what is compared
+            return type(e).__name__
+        return tuple(out.shape), out.dtype, out.stride()
+
+    with torch.device("meta"):
+        real = {name: outcome(call) for name, call in _norm_and_activation_calls()}
+    with MetaShapes():
+        fast = {name: outcome(call) for name, call in _norm_and_activation_calls()}
+    assert fast == real
+    assert {"layer_norm", "batch_norm", "group_norm", "gelu", "silu", "hardswish", "sigmoid", "tanh"} <= answered
+    assert sum(isinstance(v, str) for v in real.values()) >= 20, real  # the bad calls really are refused
+    with MetaShapes():
+        x = torch.empty(2, 3)
+        assert torch.nn.functional.relu(x, inplace=True) is x
+
+
 def test_structural_cells_have_their_own_ids_and_pass_on_sound_loads():
     scenario = Scenario("test_vit2", "pretrained_file", meta=True)
     assert scenario.id == "test_vit2-pretrained_file-base@meta"

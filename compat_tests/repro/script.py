@@ -9,6 +9,7 @@ what an adapted load should have transformed, and a process that died or hung.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import textwrap
 from collections.abc import Callable
@@ -75,6 +76,7 @@ def expectation(signature: str, raised_type: str | None = None) -> dict[str, Any
     return expected
 
 
+@functools.cache  # every failing cell's script embeds the same helpers: read them once
 def _source_of(obj: Any) -> str:
     return textwrap.dedent(inspect.getsource(obj)).strip() + "\n"
 

@@ -4,8 +4,9 @@ For a fixed sample of the registry it times a bare `create_model` + forward of e
 core path's cell for it, in this one process (one "worker"), and reports scenarios per second, the
 per-cell cost relative to the bare build, and peak RSS against 3x the largest model's fp32 size plus
 1.5 GB. It then times the structural tier over the whole registry (goal: under 3 minutes) and reports
-the full numeric tier's wall time and what its parameter budget skipped (measured with --full, else the
-last measurement, dated). Figures go to stdout and to a JSON file; nothing here asserts a timing.
+the cross-version tier's wall time (goal: under 10 minutes, with its cell seconds per kind of old file) and the
+full numeric tier's, with what its parameter budget skipped (measured with --cross-version and --full, else
+the last measurement, dated). Figures go to stdout and to a JSON file; nothing here asserts a timing.
 
 `--sample timm44` (44 architectures from 0.3M to 1.8B parameters) runs instead, side by side under two xdist
 workers, timm's own forward test over the sample and the matrix over its core paths: both wall times and their
@@ -165,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true",
                         help=f"also run the full numeric tier (--max-params {bench_tiers.FULL_MAX_PARAMS}); "
                              "about an hour on two cores")
+    parser.add_argument("--cross-version", action="store_true",
+                        help="also time the cross-version tier (every older release's files, whole registry); "
+                             "about 10 minutes on two cores")
     parser.add_argument("--full-max-params", default=bench_tiers.FULL_MAX_PARAMS,
                         help="parameter budget of the --full run")
     args = parser.parse_args(argv)
@@ -188,6 +192,11 @@ def main(argv: list[str] | None = None) -> int:
         figures["structural_tier"] = bench_tiers.structural(reports / "structural")
     elif (earlier := bench_tiers.previous(out, "structural_tier")) is not None:
         figures["structural_tier"] = earlier
+    if args.cross_version:
+        print("bench: the cross-version tier over the whole registry, two workers", flush=True)
+        figures["cross_version_tier"] = bench_tiers.cross_version(reports / "cross-version")
+    elif (earlier := bench_tiers.previous(out, "cross_version_tier")) is not None:
+        figures["cross_version_tier"] = earlier
     if args.full:
         print("bench: the full numeric tier, two workers")
         figures["full_tier"] = bench_tiers.full(reports / "full", args.full_max_params)
@@ -226,6 +235,15 @@ def render(figures: dict) -> list[str]:
                      + (f" (measured {st['measured_at']})" if st.get("measured_at") else ""))
     else:
         lines.append("structural tier      not measured yet: run without --no-structural")
+    if cv := figures.get("cross_version_tier"):
+        kinds = ", ".join(f"{kind} {v['cells']:,} cells {v['cell_s']:,.0f} s"
+                          for kind, v in cv.get("by_kind", {}).items())
+        lines.append(f"cross-version tier   {cv['wall_s']:.0f} s for {cv['models']} models, {cv['cells']} cells "
+                     f"{cv['statuses']} (goal < {cv['goal_s']:.0f} s) {_met(cv['wall_s'] < cv['goal_s'])} "
+                     f"(measured {cv['measured_at']}; exit {cv['exit_code']})")
+        lines.append(f"  by kind            {kinds}")
+    else:
+        lines.append("cross-version tier   not measured yet: run with --cross-version (about 10 minutes)")
     if full := figures.get("full_tier"):
         lines.append(f"full numeric tier    {full['wall_s'] / 60:.1f} min for {full['models']} models, {full['cells']} "
                      f"cells {full['statuses']}; --max-params {full['max_params']} skipped "
