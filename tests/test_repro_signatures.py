@@ -217,6 +217,8 @@ RAISED_EXAMPLES = {
     "none-module-called": ("reparam", "TypeError", "'NoneType' object is not callable", {}),
     "input-dtype-not-cast": ("checkpoint_dtype", "RuntimeError",
                              "Input type (float) and bias type (c10::BFloat16) should be the same", {}),
+    "pooling-head-unsupported": ("hf_auto", "NotImplementedError", "MobileNetV5Encoder does not support "
+                                 "classification use cases.", {}),
     "legacy-artifact-tampered": ("legacy", "RuntimeError", "legacy artifact sha256 mismatch: model.pth",
                                  {"stage": "verify"}),
     "old-pickle-forward-broken": ("cross_version", "TypeError", "forward() takes 2 positional arguments",
@@ -229,7 +231,8 @@ RAISED_EXAMPLES = {
                              {"kind": "hub", "stage": "load", "written_by": ["timm1.0.3"]}),
 }
 # Where a catch-all of one path was raised (the filter's frame), which its detector reads.
-WHERE = {"old-checkpoint-filter-raised": "timm/models/vision_transformer.py:1 in checkpoint_filter_fn"}
+WHERE = {"old-checkpoint-filter-raised": "timm/models/vision_transformer.py:1 in checkpoint_filter_fn",
+         "pooling-head-unsupported": "timm/models/mobilenetv5.py:669 in forward_head"}
 
 
 @pytest.mark.parametrize("name", sorted(RAISED))

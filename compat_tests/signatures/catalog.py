@@ -150,6 +150,11 @@ CATALOG: tuple[Signature, ...] = (
               "cast the input to the model's dtype in the wrapper's forward (as TimmWrapperForImageClassification "
               "does), or load the weights in float32", loads.input_not_cast,
               family="raised", raises=("RuntimeError", loads.INPUT_DTYPE)),
+    Signature("pooling-head-unsupported", "the loader's model pools through forward_head (transformers' "
+              "TimmWrapperModel does by default), which this timm model does not implement (an encoder without a head)",
+              "load it with do_pooling=False and read last_hidden_state (as Gemma3n does with MobileNetV5), or "
+              "give the encoder a forward_head that pools", loads.pooling_unsupported,
+              family="raised", raises=("NotImplementedError", "")),
     Signature("nonpersistent-buffer-not-rebuilt",
               "buffers the model computes in __init__ (not saved) hold other values after loading",
               "the loader built the model without running its init (meta device); recompute these buffers",

@@ -191,6 +191,15 @@ def output_mismatch(ev: Evidence) -> str | None:
     return output_detail(ev.output)
 
 
+def pooling_unsupported(ev: Evidence) -> str | None:
+    """The model's own forward_head refuses: TimmWrapperModel pools through it by default (do_pooling), and an
+    encoder-only model (MobileNetV5Encoder) raises NotImplementedError there."""
+    if not ev.exception or ev.exception["type"] != "NotImplementedError" or \
+            not (ev.exception.get("where") or "").endswith(" in forward_head"):
+        return None
+    return f"{ev.exception['message']} (raised at {ev.exception['where']})"
+
+
 # What torch says when a layer gets an input of another floating dtype than its weights.
 INPUT_DTYPE = (r"Input type \(([\w:.]+)\) and (?:bias|weight) type \(([\w:.]+)\) should be the same"
                r"|must have the same dtype, but got (\w+) and (\w+)")

@@ -36,7 +36,10 @@ _VALUE_ONLY = frozenset({
 
 def _only_touches(target: torch.Tensor, values) -> bool:
     """No tensor among `values` but `target` itself (torch.nn.init passes it again as `tensor=`)."""
-    return not any(isinstance(v, torch.Tensor) and v is not target for v in values)
+    for v in values:  # a loop, not any(): this runs for every initialiser of every build
+        if v is not target and isinstance(v, torch.Tensor):
+            return False
+    return True
 
 
 def _all_meta(input: Any, *others: Any) -> bool:
@@ -90,23 +93,26 @@ def _unary(input, *args, inplace=False, **kwargs):
     (autograd's refusal to change a leaf that requires grad in place is left to the real call)."""
     inplace = inplace or bool(args and args[-1] is True)  # F.relu(x, True)
     if not _all_meta(input) or any(isinstance(a, torch.Tensor) for a in (*args, *kwargs.values())) or \
-            (inplace and input.requires_grad):
+            (inplace and input.requires_grad) or \
+            any(isinstance(a, str) and a not in ("none", "tanh") for a in (*args, *kwargs.values())):  # gelu's
         return NotImplemented
     return input if inplace else torch.empty_like(input)
 
 
-@lru_cache(maxsize=1)
 def _shape_rules() -> dict:
     F = torch.nn.functional
     rules = {F.layer_norm: _layer_norm, F.batch_norm: _batch_norm, F.group_norm: _group_norm}
     for name in ("gelu", "silu", "relu", "relu6", "hardswish", "hardsigmoid", "mish", "sigmoid", "tanh", "elu",
-                 "leaky_relu", "selu", "celu", "softplus", "hardtanh", "quick_gelu"):
+                 "leaky_relu", "selu", "celu", "softplus"):
         if (func := getattr(F, name, None)) is not None:
             rules[func] = _unary
     for name in ("sigmoid", "tanh", "relu"):
         rules[getattr(torch, name)] = _unary
         rules[getattr(torch.Tensor, name)] = _unary
     return rules
+
+
+_SHAPE_RULES = _shape_rules()
 
 
 class MetaShapes(DeviceContext):
@@ -118,13 +124,15 @@ class MetaShapes(DeviceContext):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if (rule := _shape_rules().get(func)) is not None and \
+        # Every torch call of a build comes through here: the cheap tests go first.
+        if getattr(func, "__name__", "") in _VALUE_ONLY:
+            target = args[0] if args else kwargs.get("tensor")
+            if isinstance(target, torch.Tensor) and target.is_meta and _only_touches(target, args) and \
+                    _only_touches(target, kwargs.values()):
+                return target
+        elif (rule := _SHAPE_RULES.get(func)) is not None and \
                 (result := rule(*args, **kwargs)) is not NotImplemented:
             return result
-        target = args[0] if args else kwargs.get("tensor")
-        if (isinstance(target, torch.Tensor) and target.is_meta and getattr(func, "__name__", "") in _VALUE_ONLY
-                and _only_touches(target, args) and _only_touches(target, kwargs.values())):
-            return target
         if func in _device_constructors() and kwargs.get("device") is None:
             kwargs["device"] = self.device
         return func(*args, **kwargs)
