@@ -8,6 +8,7 @@ cells in run/plan.py, isolation in run/isolation.py, progress in run/progress.py
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -178,11 +179,10 @@ def _fill_pickle_cache(config: pytest.Config) -> None:
     stays absent, and each cell needing it is an error saying how to generate it, never a silent skip."""
     from .paths.support import snapshots
 
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-
     def say(line: str) -> None:
-        if reporter is not None:
-            reporter.write_line(f"timm-compat: {line}")
+        # The terminal reporter may not be registered yet at configure time: stderr, flushed, since minutes pass
+        # between these lines and a CI log must show them as they come.
+        print(f"timm-compat: {line}", file=sys.stderr, flush=True)
 
     for producer, problem in snapshots.ensure_pickles(snapshots.producers(), say).items():
         say(f"{producer}: the pickle cache could not be generated: {problem}")
