@@ -39,6 +39,8 @@ def test_the_cross_version_tier_is_split_by_kind_of_old_file(tmp_path):
         tmp_path / "compat-report.jsonl"))
     assert {"state_dict", "headless", "pickle"} <= set(figures["by_kind"])
     assert sum(v["cells"] for v in figures["by_kind"].values()) == figures["cells"]
+    # The split adds up to the run's cell seconds (rounding once, at the end, not per cell).
+    assert abs(sum(v["cell_s"] for v in figures["by_kind"].values()) - figures["cell_seconds"]) < 0.5
     line, kinds = bench.render({"cross_version_tier": figures})[1:3]
     assert line.startswith("cross-version tier") and "(goal < 600 s) met" in line
     assert "pickle" in kinds and "cells" in kinds

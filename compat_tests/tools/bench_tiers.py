@@ -82,16 +82,15 @@ def cross_version(report_dir: Path) -> dict[str, Any]:
 
 
 def by_kind(report: Path) -> dict[str, dict[str, float]]:
-    """Cells and cell seconds of a cross-version run per snapshot kind (the override's last word)."""
-    from ..paths.cross_version import KINDS
+    """Cells and cell seconds of a cross-version run per kind of file, as the report's matrix reads each record."""
+    from ..report.cross_version import origin
 
     split: dict[str, dict[str, float]] = {}
     for record in results.read(report):
-        kind = next((k for k in KINDS if record.override.split("@")[0].endswith(k)), "other")
-        entry = split.setdefault(kind, {"cells": 0, "cell_s": 0.0})
+        entry = split.setdefault(origin(record)[0], {"cells": 0, "cell_s": 0.0})
         entry["cells"] += 1
-        entry["cell_s"] = round(entry["cell_s"] + record.duration_s, 1)
-    return split
+        entry["cell_s"] += record.duration_s
+    return {kind: {**entry, "cell_s": round(entry["cell_s"], 1)} for kind, entry in split.items()}
 
 
 def full(report_dir: Path, max_params: str = FULL_MAX_PARAMS) -> dict[str, Any]:
