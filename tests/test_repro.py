@@ -25,8 +25,13 @@ def run_script(tmp_path, text):
     file = tmp_path / "repro.py"
     file.write_text(text)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    return subprocess.run([sys.executable, str(file)], cwd=tmp_path, env=env, capture_output=True, text=True,
+    env["TMPDIR"] = str(tmp_path / "tmp")
+    (tmp_path / "tmp").mkdir()
+    proc = subprocess.run([sys.executable, str(file)], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
+    # Every file a repro writes (a model, gigabytes for a big one) is gone when it ends, failed or not.
+    assert not list((tmp_path / "tmp").iterdir()), proc.stdout[-2000:] + proc.stderr[-2000:]
+    return proc
 
 
 SPEC = {"name": "test_vit2", "kwargs": {}, "seed": 0, "source_kwargs": {}}

@@ -83,6 +83,8 @@ def start_repro(folder: Path, text: str, fault=None) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")
            and k not in ("HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY")}
     env["HF_HUB_OFFLINE"] = "1"
+    (folder / "tmp").mkdir(exist_ok=True)
+    env["TMPDIR"] = str(folder / "tmp")  # finish() checks the repro left nothing there
     if fault is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(fault_dir(folder, fault)), *filter(None, [env.get("PYTHONPATH")])])
     return subprocess.Popen([sys.executable, str(file)], cwd=folder, env=env, stdout=subprocess.PIPE,
@@ -91,6 +93,9 @@ def start_repro(folder: Path, text: str, fault=None) -> subprocess.Popen:
 
 def finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:
     stdout, stderr = proc.communicate(timeout=300)
+    # A repro writes models (gigabytes for a big one) into the temp dir: whatever happened, it removes them.
+    left = list((Path(proc.args[1]).parent / "tmp").iterdir())
+    assert not left, f"the repro left {left} in the temp dir\n{stdout[-2000:]}{stderr[-2000:]}"
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 

@@ -57,7 +57,7 @@ def judge_adapted(source: SourceModel, loaded: dict[str, Any]) -> Evidence:
 # the override, and the loaded model is held to `adapted_state` of the checkpoint, as `judge_adapted` does.
 # CHECKPOINT is replaced per path by the expression giving the checkpoint in timm's layout.
 _ADAPTED_PREPARE = BUILD_SOURCE + '''
-loaded = {roundtrip}(source, tempfile.mkdtemp(), spec)  # an exception here is the failure
+loaded = {roundtrip}(source, tempfile.mkdtemp(dir=WORKDIR), spec)  # an exception here is the failure
 kwargs = loaded["kwargs"]
 torch.manual_seed(spec["seed"])
 target = timm.create_model(spec["name"], pretrained=False, **kwargs).eval()  # a normal build with the override

@@ -175,7 +175,7 @@ x = make_input({input_size!r}, spec["seed"], {batch})
 with torch.no_grad():
     reference = source(x)
 
-loaded = {roundtrip}(source, tempfile.mkdtemp(), spec)  # an exception here is the failure
+loaded = {roundtrip}(source, tempfile.mkdtemp(dir=WORKDIR), spec)  # an exception here is the failure
 <CHECK>(source, loaded, x, reference, FOUND)  # this path's own verdict: raises when the cell fails
 
 # Passed: the generic state/output check below now compares the checked model with itself.

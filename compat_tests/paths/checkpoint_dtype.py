@@ -116,7 +116,7 @@ def judge_checkpoint_dtype(source: SourceModel, loaded: dict[str, Any]) -> Evide
 
 # The repro's expectation is the checkpoint as the loader documents loading it, not the source itself.
 REPRO_PREPARE = BUILD_SOURCE + '''
-loaded = {roundtrip}(source, tempfile.mkdtemp(), spec)  # an exception here is the failure
+loaded = {roundtrip}(source, tempfile.mkdtemp(dir=WORKDIR), spec)  # an exception here is the failure
 dtype = getattr(torch, spec["kwargs"]["checkpoint_dtype"])
 keeps = spec["kwargs"]["loaded_dtype"] == "checkpoint"  # what the installed release documents
 expected_state = half_state(source, dtype, keeps)

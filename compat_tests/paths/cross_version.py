@@ -322,7 +322,7 @@ def pretrained_tags(arch: str) -> int:
 # its own folder with pip, run in a child process), and the installed releases load it.
 REPRO = '''
 spec = {spec!r}
-folder = tempfile.mkdtemp()
+folder = tempfile.mkdtemp(dir=WORKDIR)
 write_with_release(spec, folder)
 loaded = cross_version_load(spec, folder)
 FOUND["state"] = {{"missing": [], "unexpected": [], "shape": [], "dtype": [], "values": [],

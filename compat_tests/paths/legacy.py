@@ -163,7 +163,7 @@ def legacy_judge(source: SourceModel, loaded: dict[str, Any]) -> Evidence:
 # The repro starts from the stored artifact and the producer's own reference, not from a new build.
 REPRO_PREPARE = '''
 spec = {spec!r}
-loaded = {roundtrip}(None, tempfile.mkdtemp(), spec)
+loaded = {roundtrip}(None, tempfile.mkdtemp(dir=WORKDIR), spec)
 if loaded.get("error") is not None:
     raise loaded["error"]  # the load itself fails under the installed releases
 entry = loaded["entry"]

@@ -24,7 +24,7 @@ with torch.no_grad():
     reference = source(x)
 expected_state = source.state_dict()
 
-loaded = {roundtrip}(source, tempfile.mkdtemp(), spec)  # an exception here is the failure
+loaded = {roundtrip}(source, tempfile.mkdtemp(dir=WORKDIR), spec)  # an exception here is the failure
 '''
 
 CHECK = '''
@@ -68,7 +68,7 @@ spec = {spec!r}
 with torch.device("meta"):
     source = timm.create_model(spec["name"], pretrained=False, **spec["source_kwargs"]).eval()
     expected_state = source.state_dict()
-    loaded = {roundtrip}(source, tempfile.mkdtemp(), spec)  # an exception here is the failure
+    loaded = {roundtrip}(source, tempfile.mkdtemp(dir=WORKDIR), spec)  # an exception here is the failure
 '''
 
 # As oracle.judge_structure: a model built with an override defines its own shapes.
@@ -95,10 +95,20 @@ ENVIRONMENT = """import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+import atexit
+import shutil
 import sys
+import tempfile
+
+# Every file the repro writes goes under WORKDIR, removed when the script ends. A watched child (see
+# watch_in_child) writes into its parent's, since the parent outlives it even when the child is killed.
+WORKDIR = os.environ.get("TIMM_COMPAT_REPRO_DIR")
+if not WORKDIR:
+    WORKDIR = os.environ["TIMM_COMPAT_REPRO_DIR"] = tempfile.mkdtemp(prefix=f"timm-compat-{os.getpid()}-repro-")
+    atexit.register(shutil.rmtree, WORKDIR, True)
 """
 
-IMPORTS = "import tempfile\n\nimport timm\nimport torch\n"
+IMPORTS = "\nimport timm\nimport torch\n"
 
 # The failure a repro reproduces (a str.format template over `expected`, the cell's signature and its family).
 EXPECT = '''# The failure the suite recorded for this cell. The last line of the output says whether it happens here:
