@@ -2,8 +2,10 @@
 
 import json
 from collections import defaultdict
+from types import SimpleNamespace
 
-from compat_tests.run.isolation import _largest_first
+from compat_tests.run.isolation import _crash_safe_loadgroup, _largest_first
+from compat_tests.run.memory import model_need, need, next_that_fits
 
 from .test_memory import matrix
 
@@ -33,3 +35,61 @@ def test_the_largest_models_are_queued_first(tmp_path):
                                           "override": "base", "status": "passed", "duration_s": s}) + "\n"
                               for m, s in (("resnet50", 1.0), ("resnet18", 9.0), ("test_vit2", 5.0))))
     assert _largest_first(["test_vit2", "resnet50", "resnet18"], report) == ["resnet18", "test_vit2", "resnet50"]
+
+
+def test_a_worker_is_handed_the_first_model_that_fits_beside_the_others():
+    needs = {"big": 10, "mid": 6, "small": 1}
+    assert next_that_fits(["big", "mid", "small"], needs, 0, 12) == "big"
+    assert next_that_fits(["big", "mid", "small"], needs, 10, 12) == "small"  # big runs elsewhere: mid waits
+    assert next_that_fits(["big", "mid"], needs, 10, 12) == "mid"  # nothing fits: the one that needs least
+
+
+def test_a_models_need_counts_only_the_cells_that_can_run():
+    size = 10**9
+    assert model_need(["create_model", "hf_to_timm"], size, 100 * size) == need("hf_to_timm", size).total
+    # hf_to_timm's 4 copies cannot fit in 3.5 GB: its gate skips it, and the model holds create_model's 2 at most.
+    assert model_need(["create_model", "hf_to_timm"], size, int(3.5 * size)) == need("create_model", size).total
+    assert model_need(["hf_to_timm"], size, size) == 0 and model_need(["create_model"], None, size) == 0
+
+
+class Node:
+    """The scheduler's view of an xdist worker (as pytest-xdist's own scheduler tests model it)."""
+
+    def __init__(self, name: str) -> None:
+        self.gateway = SimpleNamespace(id=name)
+        self.sent: list[int] = []
+        self.shutting_down = False
+
+    def send_runtest_some(self, indices) -> None:
+        self.sent.extend(indices)
+
+    def shutdown(self) -> None:
+        self.shutting_down = True
+
+
+def test_two_models_too_big_to_share_the_memory_budget_never_run_side_by_side():
+    """Under a 750 MB budget, resnet50 (472 MB for a create_model cell) and resnet34 (442 MB) cannot run at once,
+    while either fits beside a tiny test model (about 270 MB). Largest first alone would hand them to the two
+    workers together, each then waiting at its memory gate for the other; the scheduler holds resnet34 back
+    until resnet50 is done and gives the other worker the tiny models meanwhile."""
+    models = ["resnet34", "resnet50", "test_vit2", "test_resnet", "test_byobnet"]
+    collection = [f"compat_tests/test_matrix.py::test_scenario[{m}-create_model-base@{m}]" for m in models]
+    config = SimpleNamespace(getvalue=lambda name: ["2*popen"] if name == "tx" else None,
+                             option=SimpleNamespace(loadscopereorder=False))
+    scheduler = _crash_safe_loadgroup(budget=750 * 2**20)(config)
+    nodes = [Node("gw0"), Node("gw1")]
+    for node in nodes:
+        scheduler.add_node(node)
+        scheduler.add_node_collection(node, collection)
+    scheduler.schedule()
+    assert scheduler.needs["resnet50"] + scheduler.needs["resnet34"] > scheduler.capacity
+    done: dict[Node, int] = {node: 0 for node in nodes}
+    order = []
+    while any(done[n] < len(n.sent) for n in nodes):
+        running = {n: collection[n.sent[done[n]]].split("[")[1].split("-")[0] for n in nodes if done[n] < len(n.sent)}
+        assert set(running.values()) != {"resnet50", "resnet34"}, f"side by side: {running}"
+        node = min(running, key=lambda n: (running[n].startswith("resnet"), n.gateway.id))  # small ones end first
+        order.append(running[node])
+        scheduler.mark_test_complete(node, node.sent[done[node]])
+        done[node] += 1
+    assert sorted(order) == sorted(models) and scheduler.tests_finished

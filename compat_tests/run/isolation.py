@@ -29,33 +29,41 @@ from ..core import result as results
 from ..core.evidence import Evidence
 from ..core.scenario import Scenario, parse_id
 from ..signatures.catalog import classify
-from .workdirs import sweep
+from .memory import model_need, next_that_fits, parse_size
+from .workdirs import available_bytes, sweep
 
 # Above this many models, ranking them by size would cost the controller minutes of meta builds.
 RANK_BY_SIZE_MAX = 200
 
 
-def _largest_first(groups: list[str], report: Path | None) -> list[str]:
+def model_sizes(groups: list[str]) -> dict[str, int]:
+    """Each model's float32 bytes, counted on the meta device; {} above RANK_BY_SIZE_MAX models."""
+    if len(groups) > RANK_BY_SIZE_MAX:
+        return {}
+    from .selection import fp32_bytes_meta
+
+    return {g: fp32_bytes_meta(g) or 0 for g in groups}
+
+
+def _largest_first(groups: list[str], report: Path | None, sizes: dict[str, int] | None = None) -> list[str]:
     """Models (xdist groups) in the order the run should start them: the longest first, so that no worker is
     left alone with a big model at the end. Cost is what the model's cells took in the last complete run, else
-    its size counted on the meta device (for a run of up to RANK_BY_SIZE_MAX models); otherwise the order stays."""
+    its size (`sizes`, else counted by `model_sizes`); with neither the order stays."""
     spent: dict[str, float] = {}
     if report is not None:
         for record in results.read(report):
             spent[record.model] = spent.get(record.model, 0.0) + record.duration_s
     if spent and all(g in spent for g in groups):
         cost: dict[str, float] = spent
-    elif len(groups) <= RANK_BY_SIZE_MAX:
-        from .selection import fp32_bytes_meta
-
-        cost = {g: float(fp32_bytes_meta(g) or 0) for g in groups}
     else:
-        return groups
+        cost = {g: float(b) for g, b in (model_sizes(groups) if sizes is None else sizes).items()}
+        if not cost:
+            return groups
     return sorted(groups, key=lambda g: -cost.get(g, 0.0))
 
 
 def _crash_safe_loadgroup(on_crash: Callable[[str, str], None] = lambda cell, worker: None,
-                          last_report: Path | None = None):
+                          last_report: Path | None = None, budget: int | None = None):
     """xdist 3.8's loadgroup scheduler with the crash-recovery fixes it lacks (pytest-xdist#1362, #1323,
     both open upstream): a dead worker's collection is forgotten, the cell it died in is never handed out
     again (it is reported as the crash), and groups with nothing left to run are not queued again.
@@ -63,20 +71,53 @@ def _crash_safe_loadgroup(on_crash: Callable[[str, str], None] = lambda cell, wo
     It also groups the matrix's cells by model itself: xdist 3.8 marks a group by rewriting `item._nodeid`, which
     pytest 9 no longer reads (a node's id is `_id`), so every cell was its own group and a model's cells were
     spread over the workers, each building the model again. `on_crash(cell id, worker id)` hears a crash before
-    the dead worker's other cells are handed out again. Once the first groups are handed out, the rest are queued
-    largest first (`_largest_first`, from `last_report`'s durations or the models' sizes)."""
+    the dead worker's other cells are handed out again.
+
+    Models are queued largest first (`_largest_first`, from `last_report`'s durations or the models' sizes), and
+    each worker is handed the first model whose cells fit in memory beside the models the other workers hold
+    (`memory.next_that_fits`): two models too big to share the machine then run one after the other on either
+    worker while the other runs smaller ones, instead of side by side with each worker waiting at its cells'
+    memory gate for the other. `budget` is --memory-budget, which caps the memory the cells may count on."""
     from xdist.scheduler import LoadGroupScheduling
 
     class CrashSafeLoadGroupScheduling(LoadGroupScheduling):
-        def schedule(self) -> None:
-            first = self.collection is None
-            super().schedule()
-            if first and len(self.workqueue) > 1:
-                ranked = _largest_first([scope for scope in self.workqueue if "::" not in scope], last_report)
-                rest = [scope for scope in self.workqueue if scope not in ranked]  # not matrix cells: keep last
-                queue = {scope: self.workqueue[scope] for scope in [*ranked, *rest]}
-                self.workqueue.clear()
-                self.workqueue.update(queue)
+        def __init__(self, config: pytest.Config, log=None) -> None:
+            super().__init__(config, log)
+            self.ranked = False
+            self.needs: dict[str, int] = {}  # model -> the most its cells hold at once
+            self.capacity = 0
+
+        def _rank(self) -> None:
+            groups = [scope for scope in self.workqueue if "::" not in scope]
+            sizes = model_sizes(groups)
+            ranked = _largest_first(groups, last_report, sizes)
+            rest = [scope for scope in self.workqueue if scope not in ranked]  # not matrix cells: keep last
+            queue = {scope: self.workqueue[scope] for scope in [*ranked, *rest]}
+            self.workqueue.clear()
+            self.workqueue.update(queue)
+            # Measured before any cell runs (the workers hold only what their imports took), and capped by the
+            # budget as the cells' memory gate caps it.
+            self.capacity = available_bytes() if budget is None else min(available_bytes(), budget)
+            for group in groups:
+                parsed = [parse_id(scenario_id_from_nodeid(nodeid)) for nodeid in self.workqueue[group]]
+                paths = [p.path for p in parsed if p is not None and not p.meta]
+                self.needs[group] = model_need(paths, sizes.get(group), self.capacity)
+
+        def _held_elsewhere(self, node) -> int:
+            """What the models assigned to the other workers, not finished, will hold: each worker runs its
+            models one after another, so its largest."""
+            return sum(max((self.needs.get(scope, 0) for scope, unit in work.items() if not all(unit.values())),
+                           default=0)
+                       for other, work in self.assigned_work.items() if other is not node)
+
+        def _assign_work_unit(self, node) -> None:
+            if not self.ranked:  # the queue is complete on the first assignment
+                self.ranked = True
+                self._rank()
+            if len(self.workqueue) > 1 and any(self.needs.values()):
+                choice = next_that_fits(list(self.workqueue), self.needs, self._held_elsewhere(node), self.capacity)
+                self.workqueue.move_to_end(choice, last=False)
+            super()._assign_work_unit(node)
 
         def _split_scope(self, nodeid: str) -> str:
             if nodeid.rfind("@") > nodeid.rfind("]") or "::test_scenario[" not in nodeid:
@@ -189,7 +230,9 @@ class Isolation:
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log):
         if config.getvalue("dist") == "loadgroup":
             last = self.report_path.parent.parent / results.REPORT_NAME
-            return _crash_safe_loadgroup(self._note, last if last.is_file() else None)(config, log)
+            budget = config.getoption("memory_budget", None)
+            return _crash_safe_loadgroup(self._note, last if last.is_file() else None,
+                                         parse_size(budget) if budget is not None else None)(config, log)
         return None
 
     def _note(self, cell: str, worker: str) -> None:

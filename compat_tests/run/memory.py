@@ -23,7 +23,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -231,3 +231,23 @@ class Admission:
 
     def _refusal(self, wanted: Need, available: int) -> str:
         return wanted.refusal(available, capped=self.budget is not None and available >= self.budget)
+
+
+def model_need(paths: Iterable[str], model_bytes: int | None, capacity: int) -> int:
+    """The most one model's cells hold at once, counting only the cells that can run at all (a cell whose need
+    exceeds `capacity` is skipped by its memory gate and holds nothing); 0 when the size is unknown."""
+    if not model_bytes:
+        return 0
+    totals = (need(path, model_bytes).total for path in paths)
+    return max((total for total in totals if total <= capacity), default=0)
+
+
+def next_that_fits(queue: Sequence[str], needs: Mapping[str, int], held_elsewhere: int, capacity: int) -> str:
+    """The model a worker should start next: the first of `queue` (largest first) whose cells fit in `capacity`
+    beside `held_elsewhere`, what the other workers' models hold; else the one that needs least. So two models too
+    big to share the machine are not started side by side, each worker then waiting on the other's cells, while
+    models that fit beside them are left queued."""
+    for scope in queue:
+        if needs.get(scope, 0) + held_elsewhere <= capacity:
+            return scope
+    return min(queue, key=lambda scope: needs.get(scope, 0))
