@@ -4,8 +4,12 @@ import json
 from collections import defaultdict
 from types import SimpleNamespace
 
-from compat_tests.run.isolation import _crash_safe_loadgroup, _largest_first
+import pytest
+
+from compat_tests.run import isolation
+from compat_tests.run.isolation import _crash_safe_loadgroup, _largest_first, model_sizes
 from compat_tests.run.memory import model_need, need, next_that_fits
+from compat_tests.run.selection import fp32_bytes_meta
 
 from .test_memory import matrix
 
@@ -93,3 +97,24 @@ def test_two_models_too_big_to_share_the_memory_budget_never_run_side_by_side():
         scheduler.mark_test_complete(node, node.sent[done[node]])
         done[node] += 1
     assert sorted(order) == sorted(models) and scheduler.tests_finished
+
+
+def test_model_sizes_are_counted_once_per_timm_release_and_kept_in_the_cache(monkeypatch):
+    class Cache(dict):
+        """pytest's cache as the scheduler uses it: JSON values under string keys."""
+
+        def get(self, key, default):
+            return super().get(key, default)
+
+        def set(self, key, value):
+            self[key] = json.loads(json.dumps(value))
+
+    cache = Cache()
+    first = model_sizes(["resnet18", "test_vit2"], cache)
+    assert first == {"resnet18": fp32_bytes_meta("resnet18"), "test_vit2": fp32_bytes_meta("test_vit2")}
+    monkeypatch.setattr(isolation, "fp32_bytes_meta", lambda name: pytest.fail(f"{name} was counted again"))
+    assert model_sizes(["test_vit2", "resnet18"], cache) == first
+    # Over RANK_BY_SIZE_MAX models the controller counts nothing: only a cache that knows them all is used.
+    monkeypatch.setattr(isolation, "RANK_BY_SIZE_MAX", 1)
+    assert model_sizes(["resnet18", "test_vit2"], cache) == first
+    assert model_sizes(["resnet18", "resnet34"], cache) == {}

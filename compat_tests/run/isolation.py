@@ -30,19 +30,23 @@ from ..core.evidence import Evidence
 from ..core.scenario import Scenario, parse_id
 from ..signatures.catalog import classify
 from .memory import model_need, next_that_fits, parse_size
+from .selection import MetaFigures, Store, fp32_bytes_meta
 from .workdirs import available_bytes, sweep
 
-# Above this many models, ranking them by size would cost the controller minutes of meta builds.
+# Above this many models whose sizes are not stored yet, counting them would cost the controller minutes of
+# meta builds.
 RANK_BY_SIZE_MAX = 200
 
 
-def model_sizes(groups: list[str]) -> dict[str, int]:
-    """Each model's float32 bytes, counted on the meta device; {} above RANK_BY_SIZE_MAX models."""
-    if len(groups) > RANK_BY_SIZE_MAX:
+def model_sizes(groups: list[str], store: Store | None = None) -> dict[str, int]:
+    """Each model's float32 bytes, counted on the meta device once per timm release and kept in `store` (pytest's
+    cache); {} for more than RANK_BY_SIZE_MAX models not all stored yet."""
+    sizes = MetaFigures(store, "fp32-bytes", fp32_bytes_meta)
+    if len(groups) > RANK_BY_SIZE_MAX and not sizes.known(groups):
         return {}
-    from .selection import fp32_bytes_meta
-
-    return {g: fp32_bytes_meta(g) or 0 for g in groups}
+    found = {g: sizes(g) or 0 for g in groups}
+    sizes.save()
+    return found
 
 
 def _largest_first(groups: list[str], report: Path | None, sizes: dict[str, int] | None = None) -> list[str]:
@@ -88,8 +92,9 @@ def _crash_safe_loadgroup(on_crash: Callable[[str, str], None] = lambda cell, wo
             self.capacity = 0
 
         def _rank(self) -> None:
-            groups = [scope for scope in self.workqueue if "::" not in scope]
-            sizes = model_sizes(groups)
+            groups = [scope for scope, unit in self.workqueue.items()
+                      if any("::test_scenario[" in nodeid for nodeid in unit)]
+            sizes = model_sizes(groups, getattr(self.config, "cache", None))
             ranked = _largest_first(groups, last_report, sizes)
             rest = [scope for scope in self.workqueue if scope not in ranked]  # not matrix cells: keep last
             queue = {scope: self.workqueue[scope] for scope in [*ranked, *rest]}

@@ -5,13 +5,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
 
 from ..core.scenario import BASE, Scenario, sample_overrides
 from ..core.versions import installed
 from ..paths import all_paths
 from ..paths.base import LoadingPath
-from .selection import Selection, SelectionError, count_params_meta, parse_count, select, split_globs
+from .selection import (
+    MetaFigures,
+    Selection,
+    SelectionError,
+    Store,
+    count_params_meta,
+    parse_count,
+    select,
+    split_globs,
+)
 from .sharding import recorded_durations, select_shard
 from .tiers import TIER_PATHS
 
@@ -47,14 +55,6 @@ class Plan:
     skip_models: dict[str, str] = field(default_factory=dict)
 
 
-class Store(Protocol):
-    """Where parameter counts persist between runs (pytest's cache: get(key, default) and set(key, value))."""
-
-    def get(self, key: str, default: Any) -> Any: ...
-
-    def set(self, key: str, value: Any) -> None: ...
-
-
 def selected_paths(paths: str | None, tier: str = "smoke") -> list[str]:
     """The loading paths `--paths` names (default: the tier's, else every default path); an unknown name is a
     SelectionError."""
@@ -64,27 +64,6 @@ def selected_paths(paths: str | None, tier: str = "smoke") -> list[str]:
     if unknown:
         raise SelectionError(f"--paths: unknown path(s) {', '.join(unknown)}; known: {', '.join(known)}")
     return wanted
-
-
-class ParamCounts:
-    """Parameter counts are costly for the whole registry: kept in a store per timm release, and written back
-    once after selection rather than once per model."""
-
-    def __init__(self, store: Store | None) -> None:
-        self.store = store
-        self.key = f"timm-compat/param-counts/{installed()['timm']}"
-        self.counts: dict[str, int | None] = dict(store.get(self.key, {}) if store else {})
-        self.added = False
-
-    def __call__(self, name: str) -> int | None:
-        if name not in self.counts:
-            self.counts[name] = count_params_meta(name)
-            self.added = True
-        return self.counts[name]
-
-    def save(self) -> None:
-        if self.store and self.added:
-            self.store.set(self.key, self.counts)
 
 
 def make_plan(options: Options, store: Store | None = None) -> Plan:
@@ -113,7 +92,7 @@ def make_plan(options: Options, store: Store | None = None) -> Plan:
 def _select(options: Options, store: Store | None) -> Selection:
     import timm
 
-    counts = ParamCounts(store)
+    counts = MetaFigures(store, "param-counts", count_params_meta)
     selection = select(timm.list_models(), models=options.models, exclude=options.exclude, tier=options.tier,
                        max_params=parse_count(options.max_params) if options.max_params is not None else None,
                        count=counts)

@@ -7,7 +7,9 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any, Protocol
 
+from ..core.versions import installed
 from .tiers import SMOKE, TIERS
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMbBgG]?)\s*$")
@@ -70,6 +72,41 @@ def fp32_bytes_meta(name: str) -> int | None:
             return fp32_bytes(timm.create_model(name, pretrained=False))
     except Exception:  # a constructor that computes on real tensors: unknown until built
         return None
+
+
+class Store(Protocol):
+    """Where figures persist between runs (pytest's cache: get(key, default) and set(key, value))."""
+
+    def get(self, key: str, default: Any) -> Any: ...
+
+    def set(self, key: str, value: Any) -> None: ...
+
+
+class MetaFigures:
+    """A figure counted per model on the meta device (`count_params_meta`, `fp32_bytes_meta`) is costly for the
+    whole registry: kept in a store per timm release under `kind`, and written back once after use rather than
+    once per model."""
+
+    def __init__(self, store: Store | None, kind: str, measure: Callable[[str], int | None]) -> None:
+        self.store = store
+        self.measure = measure
+        self.key = f"timm-compat/{kind}/{installed()['timm']}"
+        self.counts: dict[str, int | None] = dict(store.get(self.key, {}) if store is not None else {})
+        self.added = False
+
+    def known(self, names: Iterable[str]) -> bool:
+        """Whether every one of `names` is in the store already (free to ask)."""
+        return all(name in self.counts for name in names)
+
+    def __call__(self, name: str) -> int | None:
+        if name not in self.counts:
+            self.counts[name] = self.measure(name)
+            self.added = True
+        return self.counts[name]
+
+    def save(self) -> None:
+        if self.store is not None and self.added:
+            self.store.set(self.key, self.counts)
 
 
 def select(
