@@ -32,13 +32,14 @@ def test_each_models_cells_run_in_one_worker_that_builds_it_once(tmp_path):
 
 
 def test_the_largest_models_are_queued_first(tmp_path):
-    assert _largest_first(["test_vit2", "resnet50", "resnet18"], None) == ["resnet50", "resnet18", "test_vit2"]
+    models = ["test_vit2", "resnet50", "resnet18"]
+    assert _largest_first(models, None, model_sizes(models)) == ["resnet50", "resnet18", "test_vit2"]
     # A complete earlier run's durations win over sizes.
     report = tmp_path / "compat-report.jsonl"
     report.write_text("".join(json.dumps({"id": f"{m}-state_dict-base", "model": m, "path": "state_dict",
                                           "override": "base", "status": "passed", "duration_s": s}) + "\n"
                               for m, s in (("resnet50", 1.0), ("resnet18", 9.0), ("test_vit2", 5.0))))
-    assert _largest_first(["test_vit2", "resnet50", "resnet18"], report) == ["resnet18", "test_vit2", "resnet50"]
+    assert _largest_first(models, report, model_sizes(models)) == ["resnet18", "test_vit2", "resnet50"]
 
 
 def test_a_worker_is_handed_the_first_model_that_fits_beside_the_others():

@@ -49,20 +49,17 @@ def model_sizes(groups: list[str], store: Store | None = None) -> dict[str, int]
     return found
 
 
-def _largest_first(groups: list[str], report: Path | None, sizes: dict[str, int] | None = None) -> list[str]:
+def _largest_first(groups: list[str], report: Path | None, sizes: dict[str, int]) -> list[str]:
     """Models (xdist groups) in the order the run should start them: the longest first, so that no worker is
     left alone with a big model at the end. Cost is what the model's cells took in the last complete run, else
-    its size (`sizes`, else counted by `model_sizes`); with neither the order stays."""
+    its size (`model_sizes`); with neither the order stays."""
     spent: dict[str, float] = {}
     if report is not None:
         for record in results.read(report):
             spent[record.model] = spent.get(record.model, 0.0) + record.duration_s
-    if spent and all(g in spent for g in groups):
-        cost: dict[str, float] = spent
-    else:
-        cost = {g: float(b) for g, b in (model_sizes(groups) if sizes is None else sizes).items()}
-        if not cost:
-            return groups
+    cost: dict[str, float] = spent if spent and all(g in spent for g in groups) else dict(sizes)
+    if not cost:
+        return groups
     return sorted(groups, key=lambda g: -cost.get(g, 0.0))
 
 
