@@ -43,11 +43,12 @@ def test_meta_shapes_builds_what_the_meta_device_builds_and_allocates_nothing():
 
 
 def _norm_and_activation_calls():
-    """(call, tensors): good and bad calls of every shape rule, on contiguous, channels-last, strided and
-    overlapping (expanded) inputs."""
+    """(call, tensors): good and bad calls of every shape rule, on contiguous, channels-last (2d and 3d),
+    strided and overlapping (expanded) inputs."""
     F = torch.nn.functional
     nchw = torch.empty(2, 6, 4, 5)
     inputs = {"contiguous": nchw, "channels_last": nchw.to(memory_format=torch.channels_last),
+              "channels_last_3d": torch.empty(2, 6, 3, 4, 5).to(memory_format=torch.channels_last_3d),
               "permuted": nchw.permute(0, 2, 3, 1), "sliced": torch.empty(3, 8)[:, :6],
               "expanded": torch.empty(1, 6, 1, 5).expand(2, 6, 4, 5)}
     c6, c5, c3 = torch.empty(6), torch.empty(5), torch.empty(3)

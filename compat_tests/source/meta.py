@@ -22,6 +22,7 @@ from functools import lru_cache
 from typing import Any
 
 import torch
+from torch._prims_common import suggest_memory_format
 from torch.utils._device import DeviceContext, _device_constructors
 
 _VALUE_ONLY = frozenset({
@@ -85,7 +86,17 @@ def _group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
         if t is not None and (t.dim() != 1 or t.numel() != channels):
             raise RuntimeError(f"Expected {name} to be a vector of size equal to the number of channels in input, "
                                f"but got {name} of shape {t.shape} and input of shape {input.shape}")
-    return torch.empty(input.shape, dtype=input.dtype, device="meta")  # the meta kernel's: contiguous
+    layout = suggest_memory_format(input) if _group_norm_keeps_layout() else torch.contiguous_format
+    return torch.empty(input.shape, dtype=input.dtype, device="meta", memory_format=layout)
+
+
+@lru_cache(maxsize=1)
+def _group_norm_keeps_layout() -> bool:
+    """Whether this torch's meta group_norm keeps a channels-last input's layout. Up to 2.14 its reference made
+    every result contiguous on meta (only the CPU kept the layout); 2.15 keeps it on meta too. Asked of the real
+    kernel once, so the rule follows whichever release is installed."""
+    x = torch.empty(2, 2, 2, 2, device="meta").to(memory_format=torch.channels_last)
+    return not torch.nn.functional.group_norm(x, 1).is_contiguous()
 
 
 def _unary(input, *args, inplace=False, **kwargs):
