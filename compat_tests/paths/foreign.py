@@ -184,4 +184,5 @@ PATH = LoadingPath(
     applies=foreign_applies,
     source_kwargs=foreign_source_kwargs,
     check=FOREIGN,
+    quick_init=True,
 )

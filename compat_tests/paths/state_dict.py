@@ -31,4 +31,5 @@ PATH = LoadingPath(
     helpers=(strict_load,),
     structural=True,
     structural_default=False,
+    quick_init=True,
 )

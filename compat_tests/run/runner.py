@@ -20,6 +20,7 @@ from ..repro.script import script
 from ..signatures.catalog import classify, is_limitation
 from ..source.meta import MetaShapes, meta_limitation
 from ..source.models import DEFAULT_SEED, SourceCache, SourceModel
+from ..source.quick_init import QuickInit
 from .workdirs import workdir
 
 # The input size a cell without a source model reports (its repro decides its own input).
@@ -112,7 +113,7 @@ def _load_and_judge(scenario: Scenario, path: LoadingPath, source: SourceModel, 
     with workdir(source.fp32_bytes) as folder:
         undo = WORKAROUNDS[workaround].apply() if workaround else None
         try:
-            with MetaShapes() if scenario.meta else contextlib.nullcontext():
+            with _building(scenario, path):
                 loaded = path.roundtrip(source.model, folder, spec)
         except Exception as e:
             if scenario.meta and (reason := meta_limitation(e)):
@@ -128,6 +129,14 @@ def _load_and_judge(scenario: Scenario, path: LoadingPath, source: SourceModel, 
             raise _stop(result, "skipped", f"not applicable: {e}") from None
         finally:
             del loaded
+
+
+def _building(scenario: Scenario, path: LoadingPath) -> contextlib.AbstractContextManager:
+    """Where the roundtrip's builds happen: on meta for a structural cell; with quick random initialisers for a
+    path whose builds are only loaded into (source/quick_init.py says why that proves the same)."""
+    if scenario.meta:
+        return MetaShapes()
+    return QuickInit() if path.quick_init else contextlib.nullcontext()
 
 
 def _conclude(result: Result, evidence: Evidence, path: LoadingPath, spec: dict, input_size: tuple[int, ...],
