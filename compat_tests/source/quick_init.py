@@ -1,7 +1,7 @@
 """Quick random initialisers for the models a cell builds only to load a checkpoint into.
 
 Most of building a big model is its random initialisers (a `trunc_normal_` is a uniform draw and an `erfinv`
-per element): 2.0 of vit_large's 3.0 s, 8.8 of aimv2_1b's 12.6 s. A loading cell builds such a model and then
+per element): 2.1 of vit_large's 3.0 s, 8.8 of aimv2_1b's 12.6 s. A loading cell builds such a model and then
 overwrites every value with the checkpoint's, so `QuickInit` fills what a random initialiser would draw from a
 fixed pool of random numbers at the initialiser's own scale instead, at the cost of a copy.
 
