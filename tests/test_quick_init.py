@@ -11,12 +11,8 @@ import compat_tests.run.runner as runner
 from compat_tests.core.scenario import Scenario
 from compat_tests.paths import all_paths
 from compat_tests.run.runner import run_scenario
-from compat_tests.source.models import SourceCache, nonpersistent_buffers
+from compat_tests.source.models import SourceCache, is_constant, nonpersistent_buffers
 from compat_tests.source.quick_init import QuickInit
-
-
-def _constant(t: torch.Tensor) -> bool:
-    return t.is_floating_point() and t.numel() > 1 and bool((t == t.flatten()[0]).all())
 
 
 @pytest.mark.parametrize("name", ["test_vit2", "test_byobnet", "test_efficientnet", "test_convnext"])
@@ -29,7 +25,7 @@ def test_a_quick_build_differs_from_a_real_one_only_in_random_draws(name):
     assert quick_init.drawn > 0
     want, got = real.state_dict(), quick.state_dict()
     assert {k: (v.shape, v.dtype) for k, v in want.items()} == {k: (v.shape, v.dtype) for k, v in got.items()}
-    drawn = [k for k, v in want.items() if v.is_floating_point() and not _constant(v)]
+    drawn = [k for k, v in want.items() if v.is_floating_point() and not is_constant(v)]
     assert drawn
     for key, value in want.items():
         if key in drawn:

@@ -106,6 +106,11 @@ def _input_candidates(model: torch.nn.Module, kwargs: dict[str, Any]) -> list[tu
     return [(native[0], *small[1:]), native]
 
 
+def is_constant(tensor: torch.Tensor) -> bool:
+    """A floating tensor of more than one element holding one value: what a constant initialiser gives."""
+    return tensor.is_floating_point() and tensor.numel() > 1 and bool((tensor == tensor.flatten()[0]).all())
+
+
 def nonpersistent_buffers(module: torch.nn.Module, saved: dict[str, torch.Tensor] | None = None
                           ) -> dict[str, torch.Tensor]:
     """Buffers the model computes itself and never saves; `saved` is its state_dict, when already at hand."""
@@ -120,11 +125,7 @@ def build_source(name: str, kwargs: dict[str, Any] | None = None, seed: int = DE
     kwargs = dict(kwargs or {})
     torch.manual_seed(seed)
     model = timm.create_model(name, pretrained=False, **kwargs).eval()
-    constant_inits = {
-        k: v.clone()
-        for k, v in model.state_dict().items()
-        if v.is_floating_point() and v.numel() > 1 and bool((v == v.flatten()[0]).all())
-    }
+    constant_inits = {k: v.clone() for k, v in model.state_dict().items() if is_constant(v)}
     perturb_(model, seed)
     built_buffers = {k: b.clone() for k, b in nonpersistent_buffers(model).items()}
     error: Exception | None = None

@@ -47,11 +47,6 @@ def _fill_(target: torch.Tensor, pool: torch.Tensor, scale: float, shift: float)
     return target
 
 
-def _fan(target: torch.Tensor, mode: str = "fan_in") -> tuple[int, int]:
-    fan_in, fan_out = torch.nn.init._calculate_fan_in_and_fan_out(target)
-    return (fan_in, fan_out) if mode == "fan_in" else (fan_out, fan_in)
-
-
 def _arg(args: tuple, kwargs: dict, index: int, names: tuple[str, ...], default):
     for name in names:
         if name in kwargs:
@@ -76,7 +71,7 @@ def _scaled(std: float, uniform: bool) -> tuple[str, float, float]:
 def _kaiming(uniform: bool):
     def draw(args, kwargs):
         target = args[0] if args else kwargs["tensor"]
-        fan = _fan(target, _arg(args, kwargs, 2, ("mode",), "fan_in"))[0]
+        fan = torch.nn.init._calculate_correct_fan(target, _arg(args, kwargs, 2, ("mode",), "fan_in"))
         gain = torch.nn.init.calculate_gain(_arg(args, kwargs, 3, ("nonlinearity",), "leaky_relu"),
                                             _arg(args, kwargs, 1, ("a",), 0))
         return _scaled(gain / math.sqrt(fan), uniform)
@@ -85,7 +80,7 @@ def _kaiming(uniform: bool):
 
 def _xavier(uniform: bool):
     def draw(args, kwargs):
-        fan_in, fan_out = _fan(args[0] if args else kwargs["tensor"])
+        fan_in, fan_out = torch.nn.init._calculate_fan_in_and_fan_out(args[0] if args else kwargs["tensor"])
         return _scaled(_arg(args, kwargs, 1, ("gain",), 1.0) * math.sqrt(2.0 / float(fan_in + fan_out)), uniform)
     return draw
 
