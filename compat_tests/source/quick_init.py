@@ -54,11 +54,11 @@ def _arg(args: tuple, kwargs: dict, index: int, names: tuple[str, ...], default)
     return args[index] if len(args) > index else default
 
 
-def _normal(args, kwargs):
+def _normal(target, args, kwargs):
     return "normal", _arg(args, kwargs, 2, ("std",), 1.0), _arg(args, kwargs, 1, ("mean",), 0.0)
 
 
-def _uniform(args, kwargs):
+def _uniform(target, args, kwargs):
     low, high = _arg(args, kwargs, 1, ("a", "from"), 0.0), _arg(args, kwargs, 2, ("b", "to"), 1.0)
     return "uniform", high - low, low
 
@@ -69,8 +69,7 @@ def _scaled(std: float, uniform: bool) -> tuple[str, float, float]:
 
 
 def _kaiming(uniform: bool):
-    def draw(args, kwargs):
-        target = args[0] if args else kwargs["tensor"]
+    def draw(target, args, kwargs):
         fan = torch.nn.init._calculate_correct_fan(target, _arg(args, kwargs, 2, ("mode",), "fan_in"))
         gain = torch.nn.init.calculate_gain(_arg(args, kwargs, 3, ("nonlinearity",), "leaky_relu"),
                                             _arg(args, kwargs, 1, ("a",), 0))
@@ -79,14 +78,14 @@ def _kaiming(uniform: bool):
 
 
 def _xavier(uniform: bool):
-    def draw(args, kwargs):
-        fan_in, fan_out = torch.nn.init._calculate_fan_in_and_fan_out(args[0] if args else kwargs["tensor"])
+    def draw(target, args, kwargs):
+        fan_in, fan_out = torch.nn.init._calculate_fan_in_and_fan_out(target)
         return _scaled(_arg(args, kwargs, 1, ("gain",), 1.0) * math.sqrt(2.0 / float(fan_in + fan_out)), uniform)
     return draw
 
 
-# Each random initialiser by name (torch.nn.init's function or the tensor method), and how its own arguments give
-# the fill: (pool, scale, shift).
+# Each random initialiser by name (torch.nn.init's function or the tensor method), and how its tensor and own
+# arguments give the fill: (pool, scale, shift).
 _DRAWS = {
     "normal_": _normal,
     "uniform_": _uniform,
@@ -135,7 +134,7 @@ class QuickInit(TorchFunctionMode):
         if draw is None or not _drawable(func, target, kwargs):
             return func(*args, **kwargs)
         try:
-            kind, scale, shift = draw(args, kwargs)
+            kind, scale, shift = draw(target, args, kwargs)
         except (ValueError, TypeError, ZeroDivisionError):
             return func(*args, **kwargs)  # arguments the real initialiser would refuse: let it
         normal, uniform = _pools()
