@@ -228,3 +228,9 @@ def test_a_buffer_left_on_the_meta_device_is_named_not_a_harness_error():
     with pytest.raises(NotImplementedError) as raised:
         torch.zeros(3).copy_(torch.empty(3, device="meta"))
     assert classify(from_exception(raised.value))[0] == "nonpersistent-buffer-not-rebuilt", str(raised.value)
+    # What a forward raises when the meta buffer comes first (swinv2_cr's meta MLP over its coordinates table,
+    # TimmWrapper under 4.57 in half precision): torch then calls meta the expected device.
+    for left, right in ((torch.ones(3), torch.empty(3, device="meta")), (torch.empty(3, device="meta"), torch.ones(3))):
+        with pytest.raises(RuntimeError) as raised:
+            left + right
+        assert classify(from_exception(raised.value))[0] == "nonpersistent-buffer-not-rebuilt", str(raised.value)

@@ -224,6 +224,10 @@ RAISED_EXAMPLES = {
                              "Input type (float) and bias type (c10::BFloat16) should be the same", {}),
     "pooling-head-unsupported": ("hf_auto", "NotImplementedError", "MobileNetV5Encoder does not support "
                                  "classification use cases.", {}),
+    # A buffers-family signature a raise can show as well: swinv2_cr's meta MLP over a coordinates table that
+    # TimmWrapper (transformers 4.51-4.57) left on meta, in a half-precision load's forward.
+    "nonpersistent-buffer-not-rebuilt": ("checkpoint_dtype", "RuntimeError",
+                                         "Tensor on device cpu is not on the expected device meta!", {}),
     "legacy-artifact-tampered": ("legacy", "RuntimeError", "legacy artifact sha256 mismatch: model.pth",
                                  {"stage": "verify"}),
     "old-pickle-forward-broken": ("cross_version", "TypeError", "forward() takes 2 positional arguments",
@@ -249,6 +253,19 @@ def test_a_raised_failure_is_told_by_what_its_detector_reads(name):
     assert want_type in (None, AS_RECORDED, kind) and re.search(pattern, message)
     if want_type == AS_RECORDED:  # the repro checks the type the cell recorded
         assert expectation(name, kind)["type"] == kind
+
+
+def test_a_buffer_left_on_meta_is_reproduced_by_the_raise_it_causes():
+    """Where the model raises on a buffer a loader left without data, before any buffer could be compared, the
+    repro holds by that raise, as the detector does; any other stop is not the failure."""
+    expected = expectation("nonpersistent-buffer-not-rebuilt")
+    for message in ("Cannot copy out of meta tensor; no data!", "Tensor on device cpu is not on the expected device "
+                    "meta!", "Tensor on device meta is not on the expected device cpu!"):
+        holds, seen = signature_holds(expected, {"error": RuntimeError(message)})
+        assert holds and "left on the meta device" in seen, message
+    assert not signature_holds(expected, {"error": RuntimeError("mat1 and mat2 shapes cannot be multiplied")})[0]
+    assert signature_holds(expected, {"buffers": ["a.index"]})[0]
+    assert not signature_holds(expected, {"buffers": []})[0]
 
 
 def test_every_family_verdict_runs_on_what_its_script_defines():

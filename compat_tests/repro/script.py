@@ -71,6 +71,8 @@ def expectation(signature: str, raised_type: str | None = None) -> dict[str, Any
         expected["type"], expected["pattern"] = RAISED[signature]
         if expected["type"] == AS_RECORDED:
             expected["type"] = raised_type or AS_RECORDED
+    elif family == "buffers" and signature in RAISED:  # or the model raised on a buffer left without data
+        expected["type"], expected["pattern"] = RAISED[signature]
     elif family == "keys":  # a rename is told from a wrapper prefix by the prefixes the suite knows
         expected["prefixes"] = list(KNOWN_PREFIXES)
     return expected

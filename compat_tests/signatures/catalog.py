@@ -158,7 +158,7 @@ CATALOG: tuple[Signature, ...] = (
     Signature("nonpersistent-buffer-not-rebuilt",
               "buffers the model computes in __init__ (not saved) hold other values after loading",
               "the loader built the model without running its init (meta device); recompute these buffers",
-              loads.buffer_not_rebuilt, needs_values=True, family="buffers"),
+              loads.buffer_not_rebuilt, needs_values=True, family="buffers", raises=(None, loads.LEFT_ON_META)),
     Signature("silent-reinit", "the load reported success but tensors kept their fresh initial values",
               "a loader skipped or renamed these keys without reporting them", loads.silent_reinit, needs_values=True,
               family="values"),

@@ -35,7 +35,8 @@ class Signature:
     # Seen only in tensor values or outputs, so a structural (meta-device) cell can never show it.
     needs_values: bool = False
     # What a repro of it checks (repro/templates.signature_holds): keys, values, buffers, outputs, raised,
-    # adapted or process; and for `raised`, the exception's type (None: any) and the pattern its message has.
+    # adapted or process; and for `raised`, the exception's type (None: any) and the pattern its message has (for
+    # `buffers`, what torch raises when a computation meets a buffer left without data, as its detector reads).
     family: str = "any"
     raises: tuple[str | None, str] | None = None
 

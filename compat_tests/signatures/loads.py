@@ -127,8 +127,10 @@ def dtype_changed(ev: Evidence) -> str | None:
 
 
 # What torch says when a model's own computation meets a tensor a loader left on the meta device (a numeric
-# cell never builds on meta, so only a loader can have put it there).
-LEFT_ON_META = r"Cannot copy out of meta tensor|on device meta is not on the expected device"
+# cell never builds on meta, so only a loader can have put it there). Which device torch calls "expected" is the
+# first operand's: a meta buffer in front of a CPU weight reads the other way round.
+LEFT_ON_META = (r"Cannot copy out of meta tensor|on device meta is not on the expected device"
+                r"|is not on the expected device meta")
 _left_on_meta = raised(LEFT_ON_META)
 
 
