@@ -224,6 +224,9 @@ RAISED_EXAMPLES = {
                              "Input type (float) and bias type (c10::BFloat16) should be the same", {}),
     "pooling-head-unsupported": ("hf_auto", "NotImplementedError", "MobileNetV5Encoder does not support "
                                  "classification use cases.", {}),
+    "meta-build-needs-values": ("hf_auto", "NotImplementedError", "aten::_unique2: attempted to run this operator "
+                                "with Meta tensors, but there was no fake impl or Meta kernel registered.",
+                                {"raised_building": "timm/models/regnet.py:134 in generate_regnet"}),
     # A buffers-family signature a raise can show as well: swinv2_cr's meta MLP over a coordinates table that
     # TimmWrapper (transformers 4.51-4.57) left on meta, in a half-precision load's forward.
     "nonpersistent-buffer-not-rebuilt": ("checkpoint_dtype", "RuntimeError",

@@ -108,6 +108,22 @@ def _buffers(vit_ls, byob, tmp_path):
     return judge(source, loaded_from(source, saved(source), strict=True, model=model))
 
 
+def _regnet_widths_on_the_default_device():
+    """timm 1.0.16-1.0.29's RegNet, put back: its stage widths deduplicated with torch.unique on a tensor made on
+    the default device, which a loader's meta-device build (transformers 5) makes meta. Undo with the result."""
+    import timm.models.regnet as regnet
+
+    real = regnet.generate_regnet
+
+    def generate_regnet(*args, **kwargs):
+        widths, num_stages, groups = real(*args, **kwargs)
+        torch.unique(torch.tensor(widths, dtype=torch.float32))
+        return widths, num_stages, groups
+
+    regnet.generate_regnet = generate_regnet
+    return lambda: setattr(regnet, "generate_regnet", real)
+
+
 def _silent_reinit(vit_ls, byob, tmp_path):
     state = saved(byob)
     del state["stem.bn.running_var"]
@@ -258,6 +274,7 @@ IN_CELLS = {
     "old-checkpoint-filter-raised": "test_cross_version.test_a_filter_assuming_a_new_key_is_filter_raised",
     "old-file-load-raised": "test_cross_version.test_a_reader_that_raises_on_an_old_folder_is_load_raised",
     "none-module-called": "test_reparam.test_norm_left_none_is_named_by_attribute_path",
+    "meta-build-needs-values": "test_signatures.test_a_constructor_computing_on_a_loaders_meta_build_is_named",
     "reparam-output-drift": "test_reparam.test_fused_output_drift_is_caught",
     "export-broken-by-reparam": "test_export.test_a_fusion_that_breaks_scripting_is_the_models_bug",
     "export-unsupported": "test_export.test_an_architecture_the_exporter_cannot_handle_is_a_limitation",
@@ -315,6 +332,32 @@ def test_kwarg_conflict_names_the_argument_and_where_each_value_came_from(byob, 
     evidence.extra.clear()
     _, message = classify(evidence)
     assert "TimmWrapper's own code" in message and "config.json field `model_args`" in message
+
+
+def test_a_constructor_computing_on_a_loaders_meta_build_is_named():
+    """A real hf_custom cell (a PreTrainedModel holding the timm tower, built on meta by from_pretrained) on the RegNet
+    of timm 1.0.16-1.0.29: meta-build-needs-values, naming timm's frame, from the record alone too."""
+    from compat_tests.core.scenario import Scenario
+    from compat_tests.run.runner import run_scenario
+    from compat_tests.source.models import SourceCache
+
+    undo = _regnet_widths_on_the_default_device()
+    try:
+        result = run_scenario(Scenario("regnetx_002", "hf_custom"), SourceCache())
+    finally:
+        undo()
+    assert (result.status, result.signature) == ("failed", "meta-build-needs-values"), result.message
+    assert "aten::_unique2 has no meta kernel (raised at timm/models/regnet.py:" in result.message
+    assert classify_record(result) == (result.signature, result.message)
+    # The same cell on today's RegNet loads.
+    assert run_scenario(Scenario("regnetx_002", "hf_custom"), SourceCache()).status == "passed"
+
+
+def test_a_meta_op_failing_outside_a_build_is_not_blamed_on_the_build():
+    """The same torch error from a forward (a tensor left on meta, not a constructor) keeps its exception type."""
+    evidence = raised(lambda: torch.unique(torch.empty(3, device="meta")))
+    assert "raised_building" not in evidence.extra
+    assert classify(evidence, "hf_auto")[0] == "exception:NotImplementedError"
 
 
 def test_an_unrecognised_exception_keeps_its_type():

@@ -90,13 +90,30 @@ def _shape(text: str) -> list[int]:
     return [int(x) for x in text.replace(" ", "").split(",") if x]
 
 
+def _frame(frame: traceback.FrameSummary) -> str:
+    return f"{frame.filename.rsplit('site-packages/', 1)[-1]}:{frame.lineno} in {frame.name}"
+
+
 def _where(error: BaseException) -> str:
     """The innermost library frame that raised, as 'file.py:line in function'."""
     frames = traceback.extract_tb(error.__traceback__)
     for frame in reversed(frames):
         if "compat_tests" not in frame.filename:
-            return f"{frame.filename.rsplit('site-packages/', 1)[-1]}:{frame.lineno} in {frame.name}"
+            return _frame(frame)
     return ""
+
+
+def _building(error: BaseException) -> str:
+    """When `error` was raised while timm built a model (under its `build_model_with_cfg`, whoever called
+    create_model), the innermost timm frame, as 'file.py:line in function'; else ''. A loader's build and the
+    forward that follows it can raise the same torch error for different causes."""
+    frames = traceback.extract_tb(error.__traceback__)
+    start = next((i for i, f in enumerate(frames) if f.name == "build_model_with_cfg"
+                  and f.filename.replace("\\", "/").endswith("timm/models/_builder.py")), None)
+    if start is None:
+        return ""
+    inside = [f for f in frames[start:] if "/timm/" in f.filename.replace("\\", "/")]
+    return _frame(inside[-1])
 
 
 def from_exception(error: BaseException) -> Evidence:
@@ -110,6 +127,8 @@ def from_exception(error: BaseException) -> Evidence:
             evidence.unexpected_keys += _QUOTED.findall(m.group(1))
     for key, src, dst in _SIZE.findall(text):
         evidence.shape_mismatches.append((key, _shape(src), _shape(dst)))
+    if building := _building(error):
+        evidence.extra["raised_building"] = building
     if sources := kwarg_sources(error):
         # Where each value of a doubled argument came from, read off the live frame while it exists.
         evidence.extra["kwarg_sources"] = sources

@@ -21,6 +21,8 @@ ADAPTED_LOADS = ("pretrained_file", "load_checkpoint", "foreign")
 OLD_FILES = ("legacy", "cross_version")
 CROSS = ("cross_version",)
 FUSED = ("reparam", "reparam_roundtrip")
+# Paths whose loader (transformers' from_pretrained) builds the timm model itself, on the meta device from 5.0.
+META_BUILDS = ("hf_auto", "hf_to_timm", "hf_custom", "checkpoint_dtype", "legacy")
 
 
 def _export_entries(exporter: str) -> tuple[Signature, ...]:
@@ -155,6 +157,10 @@ CATALOG: tuple[Signature, ...] = (
               "load it with do_pooling=False and read last_hidden_state (as Gemma3n does with MobileNetV5), or "
               "give the encoder a forward_head that pools", loads.pooling_unsupported,
               family="raised", raises=("NotImplementedError", "")),
+    Signature("meta-build-needs-values", "the loader builds the model on the meta device, and the architecture's "
+              "constructor computes with tensor values there", "create the constructor's helper tensors on the CPU "
+              "(device='cpu'), as timm 1.0.30 does for RegNet's stage widths", loads.meta_build_needs_values,
+              META_BUILDS, family="raised", raises=(None, loads.META_NEEDS_VALUES)),
     Signature("nonpersistent-buffer-not-rebuilt",
               "buffers the model computes in __init__ (not saved) hold other values after loading",
               "the loader built the model without running its init (meta device); recompute these buffers",

@@ -134,6 +134,25 @@ LEFT_ON_META = (r"Cannot copy out of meta tensor|on device meta is not on the ex
 _left_on_meta = raised(LEFT_ON_META)
 
 
+# What torch says when an operation needs values a meta tensor does not have: an operator without a meta kernel
+# (torch.unique), or reading a value out (.item(), .tolist()).
+META_NEEDS_VALUES = r"attempted to run this operator with Meta tensors|cannot be called on meta tensors" \
+    r"|aten::_local_scalar_dense"
+_meta_needs_values = raised(META_NEEDS_VALUES)
+
+
+def meta_build_needs_values(ev: Evidence) -> str | None:
+    """Only while timm built the model: a numeric cell's harness never builds on meta, so the loader did."""
+    building = ev.extra.get("raised_building")
+    if not building or not _meta_needs_values(ev):
+        return None
+    assert ev.exception is not None
+    message = ev.exception["message"].strip()
+    op = re.match(r"(aten::\w+): attempted to run this operator with Meta tensors", message)
+    what = f"{op.group(1)} has no meta kernel" if op else (message.splitlines() or [""])[0][:120]
+    return f"{what} (raised at {building})"
+
+
 def buffer_not_rebuilt(ev: Evidence) -> str | None:
     if ev.buffer_mismatches:
         return f"{len(ev.buffer_mismatches)} differ, e.g. {some(ev.buffer_mismatches)}"
