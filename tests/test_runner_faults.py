@@ -40,3 +40,46 @@ def test_a_model_that_cannot_be_built_blames_create_model_and_errors_elsewhere()
     other = run_scenario(Scenario("resnet18", "state_dict", override), cache)
     assert baseline.status == "failed" and baseline.signature == "exception:TypeError"
     assert other.status == "error" and other.signature == "source-unbuildable"
+
+
+STALE_TOKENIZERS = '''
+import importlib.metadata as metadata
+
+_real = metadata.version
+
+
+def version(name):  # a tokenizers release outside transformers' own range, as a stale environment has
+    return "0.1.0" if name == "tokenizers" else _real(name)
+
+
+metadata.version = version
+'''
+
+
+def test_a_transformers_that_fails_on_import_is_an_error_not_a_skip(tmp_path):
+    """transformers refuses to import beside a tokenizers out of its range (the real check it makes at import):
+    every cell needing it is an error saying so, the run is red, and the timm-only cells still run."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    fault = tmp_path / "fault"
+    fault.mkdir()
+    (fault / "sitecustomize.py").write_text(STALE_TOKENIZERS)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(fault), os.environ.get("PYTHONPATH")]))}
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "pytest", str(root / "compat_tests"), "-q", "-p", "no:cacheprovider",
+                           "--models", "test_vit2", "--paths", "state_dict,hf_auto,hf_custom",
+                           "--report-dir", str(tmp_path / "report")], cwd=root, env=env, capture_output=True, text=True)
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    records = {r["path"]: r for r in map(json.loads, (tmp_path / "report" / "compat-report.jsonl").open())
+               if "path" in r}
+    assert records["state_dict"]["status"] == "passed"
+    for path in ("hf_auto", "hf_custom"):
+        record = records[path]
+        assert (record["status"], record["signature"]) == ("error", "broken-install"), record["message"]
+        assert record["message"].startswith("transformers is installed but cannot be imported")
+        assert "tokenizers" in record["message"]

@@ -11,7 +11,7 @@ import traceback
 from ..core.evidence import Evidence, NotApplicable, from_exception
 from ..core.result import Result
 from ..core.scenario import Scenario
-from ..core.versions import installed
+from ..core.versions import BrokenInstall, installed
 from ..judge.oracle import judge_structure
 from ..paths import all_paths
 from ..paths.base import LoadingPath
@@ -86,7 +86,11 @@ def _applicable_path(scenario: Scenario, result: Result) -> LoadingPath:
     if scenario.meta and not path.structural:
         raise _stop(result, "skipped", f"not applicable: {path.name} is not checked on the meta device "
                                        "(its loader needs tensor data)")
-    if reason := path.requires() or path.applies(scenario.model, scenario.override):
+    try:
+        reason = path.requires() or path.applies(scenario.model, scenario.override)
+    except BrokenInstall as e:
+        raise _stop(result, "error", str(e), "broken-install") from None
+    if reason:
         raise _stop(result, "skipped", f"not applicable: {reason}")
     return path
 
