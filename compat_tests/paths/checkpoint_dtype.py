@@ -71,7 +71,9 @@ def checkpoint_dtype_roundtrip(model, workdir, spec):
         torch.save(half.state_dict(), file)
         loaded = {"model": timm.create_model(spec["name"], pretrained=True, pretrained_cfg_overlay=dict(file=file))}
     else:
-        timm.models.save_for_hf(half, workdir)
+        from timm.models._hub import save_for_hf  # timm.models exports it only from 1.0.16
+
+        save_for_hf(half, workdir)
         if loader == "timm_hub":
             loaded = load_local_dir(workdir)
         else:

@@ -28,9 +28,9 @@ def load_timm_wrapper(folder, num_classes=1):
 
 
 def hf_auto_roundtrip(model, workdir, spec):
-    import timm
+    from timm.models._hub import save_for_hf  # timm.models exports it only from 1.0.16; _hub has it in every release
 
-    timm.models.save_for_hf(model, workdir, model_args=spec["kwargs"] or None)
+    save_for_hf(model, workdir, model_args=spec["kwargs"] or None)
     return load_timm_wrapper(workdir, getattr(model, "num_classes", 1))
 
 
