@@ -360,6 +360,22 @@ def test_a_meta_op_failing_outside_a_build_is_not_blamed_on_the_build():
     assert classify(evidence, "hf_auto")[0] == "exception:NotImplementedError"
 
 
+def test_where_reads_from_the_package_in_a_release_overlaid_on_the_path(tmp_path, monkeypatch):
+    """A release installed with `pip install --target DIR` and put on PYTHONPATH (as bisect and the mid-release runs
+    do) is named from its package on, as site-packages' is: baseline messages such as '*at timm/models/_hub.py*'
+    must match either way."""
+    import importlib
+
+    package = tmp_path / "overlay" / "overlay_probe"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("def parse(cfg):\n    return cfg.get('model_args').get('img_size')\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "overlay"))
+    monkeypatch.delitem(sys.modules, "overlay_probe", raising=False)
+    probe = importlib.import_module("overlay_probe")
+    evidence = raised(lambda: probe.parse({"model_args": None}))
+    assert evidence.exception["where"] == "overlay_probe/__init__.py:2 in parse"
+
+
 def test_an_unrecognised_exception_keeps_its_type():
     evidence = raised(lambda: {}["no such key"])
     assert classify(evidence)[0] == "exception:KeyError"

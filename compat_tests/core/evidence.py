@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import linecache
+import os
 import re
+import sys
 import traceback
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -90,8 +92,19 @@ def _shape(text: str) -> list[int]:
     return [int(x) for x in text.replace(" ", "").split(",") if x]
 
 
+def _importable(filename: str) -> str:
+    """`filename` from its package on: what follows the sys.path entry it was imported from, so a release overlaid
+    with `pip install --target DIR` (on PYTHONPATH, as bisect runs them) reads as site-packages' does and baseline
+    messages such as '*at timm/models/_hub.py*' match either way."""
+    for root in sorted(filter(None, sys.path), key=len, reverse=True):  # site-packages before a folder holding it
+        prefix = root.rstrip("/" + os.sep) + os.sep
+        if filename.startswith(prefix):
+            return filename[len(prefix):]
+    return filename.rsplit("site-packages/", 1)[-1]
+
+
 def _frame(frame: traceback.FrameSummary) -> str:
-    return f"{frame.filename.rsplit('site-packages/', 1)[-1]}:{frame.lineno} in {frame.name}"
+    return f"{_importable(frame.filename)}:{frame.lineno} in {frame.name}"
 
 
 def _where(error: BaseException) -> str:
@@ -180,7 +193,7 @@ def kwarg_sources(error: BaseException) -> dict[str, str] | None:
     frame = tb.tb_frame
     call = _statement(frame.f_code.co_filename, tb.tb_lineno)
     sources = {"argument": arg, "call": call[:300],
-               "where": f"{frame.f_code.co_filename.rsplit('site-packages/', 1)[-1]}:{tb.tb_lineno}"}
+               "where": f"{_importable(frame.f_code.co_filename)}:{tb.tb_lineno}"}
     if explicit := re.search(rf"\b{arg}\s*=\s*([^,)]+)", call):
         sources["explicit"] = f"{arg}={explicit.group(1).strip()} in the loader's code"
     for name in re.findall(r"\*\*\s*([A-Za-z_][\w.]*)", call):
