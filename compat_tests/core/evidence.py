@@ -107,20 +107,18 @@ def _frame(frame: traceback.FrameSummary) -> str:
     return f"{_importable(frame.filename)}:{frame.lineno} in {frame.name}"
 
 
-def _where(error: BaseException) -> str:
+def _where(frames: traceback.StackSummary) -> str:
     """The innermost library frame that raised, as 'file.py:line in function'."""
-    frames = traceback.extract_tb(error.__traceback__)
     for frame in reversed(frames):
         if "compat_tests" not in frame.filename:
             return _frame(frame)
     return ""
 
 
-def _building(error: BaseException) -> str:
-    """When `error` was raised while timm built a model (under its `build_model_with_cfg`, whoever called
+def _building(frames: traceback.StackSummary) -> str:
+    """When the exception was raised while timm built a model (under its `build_model_with_cfg`, whoever called
     create_model), the innermost timm frame, as 'file.py:line in function'; else ''. A loader's build and the
     forward that follows it can raise the same torch error for different causes."""
-    frames = traceback.extract_tb(error.__traceback__)
     start = next((i for i, f in enumerate(frames) if f.name == "build_model_with_cfg"
                   and f.filename.replace("\\", "/").endswith("timm/models/_builder.py")), None)
     if start is None:
@@ -132,7 +130,8 @@ def _building(error: BaseException) -> str:
 def from_exception(error: BaseException) -> Evidence:
     """Evidence from an exception, reading the key lists torch's strict load_state_dict puts in its text."""
     text = str(error)
-    evidence = Evidence(exception={"type": type(error).__name__, "message": text[:2000], "where": _where(error)})
+    frames = traceback.extract_tb(error.__traceback__)
+    evidence = Evidence(exception={"type": type(error).__name__, "message": text[:2000], "where": _where(frames)})
     for line in text.splitlines():
         if m := _MISSING.search(line):
             evidence.missing_keys += _QUOTED.findall(m.group(1))
@@ -140,7 +139,7 @@ def from_exception(error: BaseException) -> Evidence:
             evidence.unexpected_keys += _QUOTED.findall(m.group(1))
     for key, src, dst in _SIZE.findall(text):
         evidence.shape_mismatches.append((key, _shape(src), _shape(dst)))
-    if building := _building(error):
+    if building := _building(frames):
         evidence.extra["raised_building"] = building
     if sources := kwarg_sources(error):
         # Where each value of a doubled argument came from, read off the live frame while it exists.
