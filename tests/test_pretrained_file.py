@@ -41,6 +41,41 @@ def test_patch_and_channel_overrides_pass_and_shrink_the_output_as_asked():
         assert result.evidence["output"]["ok"]
 
 
+def overlay_keeps_custom_load(monkeypatch):
+    """timm up to 1.0.30: an overlay naming a file kept its tag's custom_load (1.0.31 resets it), so a model whose
+    weights are in their original .npz format got the file read by its own .npz reader."""
+    import dataclasses
+
+    real = _builder.resolve_pretrained_cfg
+
+    def resolve_pretrained_cfg(variant, pretrained_cfg=None, pretrained_cfg_overlay=None):
+        cfg = real(variant, pretrained_cfg, pretrained_cfg_overlay)
+        if pretrained_cfg_overlay and "custom_load" not in pretrained_cfg_overlay:
+            cfg = dataclasses.replace(cfg, custom_load=real(variant, pretrained_cfg).custom_load)
+        return cfg
+
+    monkeypatch.setattr(_builder, "resolve_pretrained_cfg", resolve_pretrained_cfg)
+
+
+def test_a_file_handed_to_the_models_npz_reader_is_named_and_custom_load_false_gets_past_it(monkeypatch):
+    """vit_tiny_patch16_224's tag holds big_vision .npz weights (custom_load): the file-given-to-npz-loader of
+    timm <= 1.0.30, on real and on meta cells, from the record alone too; the user's fix loads it in full."""
+    from compat_tests.signatures.catalog import classify_record
+
+    assert _builder.get_pretrained_cfg("vit_tiny_patch16_224").custom_load
+    overlay_keeps_custom_load(monkeypatch)
+    for meta in (False, True):
+        result = run_scenario(Scenario("vit_tiny_patch16_224", "pretrained_file", meta=meta), SourceCache())
+        assert (result.status, result.signature) == ("failed", "file-given-to-npz-loader"), result.message
+        assert "raised in timm/models/vision_transformer.py:" in result.message
+        assert classify_record(result) == (result.signature, result.message)
+        fixed = run_scenario(Scenario("vit_tiny_patch16_224", "pretrained_file", meta=meta), SourceCache(),
+                             workaround="overlay-file-without-custom-load")
+        assert fixed.status == "passed", fixed.message
+    # A model whose tag is timm's own weights is untouched by the fault.
+    assert _run("test_vit2", Override.of("base")).status == "passed"
+
+
 def test_skipped_patch_resample_is_named(monkeypatch):
     # The filter's resample step put back to a no-op: the 16px kernel reaches an 8px model.
     monkeypatch.setattr(vision_transformer, "resample_patch_embed", lambda v, *a, **k: v)

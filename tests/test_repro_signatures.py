@@ -211,6 +211,8 @@ def test_every_signature_in_the_catalog_has_a_family_its_verdict_checks():
 # An exception each raised-family detector names, with the `extra` its path's judge records.
 RAISED_EXAMPLES = {
     "kwarg-conflict": ("hf_auto", "TypeError", "f() got multiple values for keyword argument 'num_classes'", {}),
+    "file-given-to-npz-loader": ("pretrained_file", "KeyError", "'embedding/kernel is not a file in the archive'",
+                                 {"raised_in_custom_load": "timm/models/vision_transformer.py:566 in load_pretrained"}),
     "hub-access-on-local-load": ("pretrained_file", "LocalEntryNotFoundError",
                                  "Cannot find the requested files in the local cache; offline mode is enabled.", {}),
     "shared-tensors-refused": ("safetensors", "RuntimeError", "Some tensors share memory, this will lead to "

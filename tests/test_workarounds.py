@@ -74,7 +74,31 @@ def test_hybrid_backbone_without_download():
     assert hybrid.resnet26d is real
 
 
+def test_overlay_file_without_custom_load():
+    """The overlay's custom_load=False is added only where the user passes a file and left custom_load unsaid."""
+    import timm
+
+    seen = []
+    real = timm.create_model
+    timm.create_model = lambda *args, **kwargs: seen.append(kwargs.get("pretrained_cfg_overlay"))
+    try:
+        undo = WORKAROUNDS["overlay-file-without-custom-load"].apply()
+        try:
+            timm.create_model("vit_tiny_patch16_224", pretrained=True, pretrained_cfg_overlay=dict(file="w.pth"))
+            timm.create_model("vit_tiny_patch16_224", pretrained=True,
+                              pretrained_cfg_overlay=dict(file="w.npz", custom_load=True))
+            timm.create_model("vit_tiny_patch16_224")
+        finally:
+            undo()
+        restored = timm.create_model
+    finally:
+        timm.create_model = real
+    assert seen == [{"file": "w.pth", "custom_load": False}, {"file": "w.npz", "custom_load": True}, None]
+    assert restored is not real and restored("x") is None, "undo puts back what was there"
+
+
 TESTED = {"drop-num-classes-from-model-args": test_drop_num_classes_from_model_args,
+          "overlay-file-without-custom-load": test_overlay_file_without_custom_load,
           "hybrid-backbone-without-download": test_hybrid_backbone_without_download}
 
 

@@ -127,6 +127,19 @@ def _building(frames: traceback.StackSummary) -> str:
     return _frame(inside[-1])
 
 
+def _custom_load(frames: traceback.StackSummary) -> str:
+    """When timm's `load_pretrained` handed the file to the model's own `load_pretrained` (a pretrained config with
+    `custom_load`: the model reads its original format, such as big_vision's .npz) and that raised, the model's
+    frame, as 'file.py:line in function'; else ''."""
+    names = [(f.name, f.filename.replace("\\", "/")) for f in frames]
+    for i, (name, filename) in enumerate(names[:-1]):
+        if name == "load_pretrained" and filename.endswith("timm/models/_builder.py"):
+            inner, inner_file = names[i + 1]
+            if inner == "load_pretrained" and "/timm/" in inner_file and not inner_file.endswith("_builder.py"):
+                return _frame(frames[i + 1])
+    return ""
+
+
 def from_exception(error: BaseException) -> Evidence:
     """Evidence from an exception, reading the key lists torch's strict load_state_dict puts in its text."""
     text = str(error)
@@ -141,6 +154,8 @@ def from_exception(error: BaseException) -> Evidence:
         evidence.shape_mismatches.append((key, _shape(src), _shape(dst)))
     if building := _building(frames):
         evidence.extra["raised_building"] = building
+    if custom := _custom_load(frames):
+        evidence.extra["raised_in_custom_load"] = custom
     if sources := kwarg_sources(error):
         # Where each value of a doubled argument came from, read off the live frame while it exists.
         evidence.extra["kwarg_sources"] = sources

@@ -122,6 +122,11 @@ CATALOG: tuple[Signature, ...] = (
               "drop the pretrained_cfg classifier keys when num_classes differs", adapted.classifier_not_reset,
               ADAPTED_LOADS, family="adapted"),
     # Any path.
+    Signature("file-given-to-npz-loader", "the model's pretrained config has custom_load (weights in their original "
+              ".npz format), and timm handed the given PyTorch file to the model's .npz reader",
+              "pass custom_load=False in pretrained_cfg_overlay with the file; timm 1.0.31 does that itself when "
+              "the overlay names a file", loads.custom_loader_given_file,
+              family="raised", raises=(None, loads.NOT_NPZ)),
     Signature("hub-access-on-local-load", "loading from a local file still asked the model hub for weights",
               "a nested pretrained download (e.g. a hybrid ViT's backbone built with pretrained=True): "
               "offline users cannot load the file at all", loads.hub_access,

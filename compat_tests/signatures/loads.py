@@ -153,6 +153,22 @@ def meta_build_needs_values(ev: Evidence) -> str | None:
     return f"{what} (raised at {building})"
 
 
+# What a model's own .npz reader says of a PyTorch checkpoint: numpy's missing-array error up to timm 1.0.28, a
+# plain refusal in 1.0.29 and 1.0.30.
+NOT_NPZ = r"is not a file in the archive|did not find a supported JAX/Flax parameter layout"
+_not_npz = raised(NOT_NPZ)
+
+
+def custom_loader_given_file(ev: Evidence) -> str | None:
+    """Raised inside the model's own `load_pretrained`, which timm calls for a pretrained config with custom_load."""
+    inside = ev.extra.get("raised_in_custom_load")
+    if not inside or not _not_npz(ev):
+        return None
+    assert ev.exception is not None
+    first = (ev.exception["message"].strip().splitlines() or [""])[0][:160]
+    return f"{ev.exception['type']}: {first} (raised in {inside})"
+
+
 def buffer_not_rebuilt(ev: Evidence) -> str | None:
     if ev.buffer_mismatches:
         return f"{len(ev.buffer_mismatches)} differ, e.g. {some(ev.buffer_mismatches)}"

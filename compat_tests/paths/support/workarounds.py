@@ -63,6 +63,28 @@ def hybrid_backbone_without_download():
     return undo
 
 
+def overlay_file_without_custom_load():
+    """Add custom_load=False to a pretrained_cfg_overlay that names a file, as users of timm up to 1.0.30 must so
+    that a PyTorch checkpoint is read by timm's own loader, not by the model's reader of its original .npz
+    weights (timm 1.0.31 defaults to that when the overlay names a file)."""
+    import timm
+
+    real = timm.create_model
+
+    def create_model(*args, **kwargs):
+        overlay = kwargs.get("pretrained_cfg_overlay")
+        if overlay and overlay.get("file") and "custom_load" not in overlay:
+            kwargs["pretrained_cfg_overlay"] = {**overlay, "custom_load": False}
+        return real(*args, **kwargs)
+
+    timm.create_model = create_model
+
+    def undo():
+        timm.create_model = real
+
+    return undo
+
+
 @dataclass(frozen=True)
 class Workaround:
     name: str
@@ -77,4 +99,7 @@ WORKAROUNDS: dict[str, Workaround] = {w.name: w for w in (
     Workaround("hybrid-backbone-without-download",
                "build the hybrid ViT's ResNet backbone with pretrained=False when loading a local file",
                hybrid_backbone_without_download),
+    Workaround("overlay-file-without-custom-load",
+               "add custom_load=False to pretrained_cfg_overlay with the file, so timm reads it as a torch checkpoint",
+               overlay_file_without_custom_load),
 )}
