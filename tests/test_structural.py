@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 
+import pytest
 import torch
 from timm.models import vision_transformer
 
@@ -178,7 +179,7 @@ def test_structural_ids_survive_xdist_node_ids_and_the_repro_command():
     assert done.returncode == 0 and "OK: keys, shapes and dtypes survive" in done.stdout, done.stderr[-2000:]
 
 
-def test_a_constructor_that_needs_values_is_probed_for_real_not_called_inapplicable(monkeypatch):
+def test_a_constructor_that_needs_values_is_probed_not_called_inapplicable(monkeypatch):
     # timm 0.9 computes drop-path rates with .item(), which meta tensors cannot give: put that back.
     import timm
 
@@ -198,3 +199,68 @@ def test_a_constructor_that_needs_values_is_probed_for_real_not_called_inapplica
         assert "unexpected keyword" in adapted._probe("test_vit2", (("no_such_kwarg", 1),))
     finally:
         adapted._probe.cache_clear()
+
+
+def drop_path_schedule_read_off_a_tensor(monkeypatch):
+    """timm up to 1.0.15 read its stochastic-depth schedule off a tensor in over half its constructors (0.9.16's
+    ViT: `dpr = [x.item() for x in torch.linspace(0, drop_path_rate, depth)]`): put that back into today's ViT."""
+    monkeypatch.setattr(vision_transformer, "calculate_drop_path_rates",
+                        lambda rate, depth, *args, **kwargs: [x.item() for x in torch.linspace(0, rate, depth)])
+
+
+def test_a_release_whose_constructors_read_values_is_still_built_and_checked_on_meta(monkeypatch):
+    """Such a model is built on meta with the small factories on the CPU: counted and asked about without a real
+    build (under timm 0.9.16 collection built 534 architectures for real, vit_giant among them, in every worker),
+    and its cells check it rather than skip it; a failing cell's repro builds it on the CPU, as plain meta cannot."""
+    import timm
+
+    from compat_tests.run.selection import count_params_meta, fp32_bytes_meta
+    from compat_tests.source.meta import MetaShapesCpuFactories, build_on_meta, on_meta
+
+    drop_path_schedule_read_off_a_tensor(monkeypatch)
+    with pytest.raises(RuntimeError) as raised, MetaShapes():
+        timm.create_model("test_vit2")
+    assert meta_limitation(raised.value), "the fault is what 0.9.16 raised on meta"
+    model, context, refused = on_meta(lambda: timm.create_model("test_vit2"))
+    assert meta_limitation(refused)
+    assert context is MetaShapesCpuFactories and all(p.is_meta for p in model.parameters())
+    assert all(p.is_meta for p in build_on_meta("test_vit2").parameters())
+    real = timm.create_model("test_vit2")
+    assert count_params_meta("test_vit2") == sum(p.numel() for p in real.parameters())
+    assert fp32_bytes_meta.__wrapped__("test_vit2") == sum(t.numel() * 4 for t in real.state_dict().values())
+
+    for path in ("create_model", "pickle", "pretrained_file"):
+        result = _run("test_vit2", path)
+        assert result.status == "passed", (path, result.message)
+        assert result.evidence["extra"]["meta_build"] == "cpu-factories"
+
+    monkeypatch.setattr(vision_transformer, "resample_patch_embed", lambda v, *a, **k: v)
+    result = _run("test_vit2", "pretrained_file", Override.of("patch_size_8", patch_size=8))
+    assert (result.status, result.signature) == ("failed", "patch-resample-skipped"), result.message
+    assert 'with torch.device("cpu")' in result.repro
+    from compat_tests.tools.cli import _generate_repro
+
+    assert 'with torch.device("cpu")' in _generate_repro("test_vit2-pickle-base@meta", None)
+
+
+def test_a_constructor_plain_meta_refuses_fails_its_create_model_cell_and_the_rest_is_checked():
+    """timm 1.0.16-1.0.29's RegNet (torch.unique, which has no meta kernel, in the constructor): the structural
+    create_model cell names what transformers 5's meta build meets, and its repro shows it on plain meta; the
+    model's other cells are checked on the build the CPU factories give instead of erroring as unbuildable."""
+    from .test_signatures import _regnet_widths_on_the_default_device
+
+    undo = _regnet_widths_on_the_default_device()
+    try:
+        cache = SourceCache()
+        built = run_scenario(Scenario("regnetx_002", "create_model", meta=True), cache)
+        others = {path: run_scenario(Scenario("regnetx_002", path, meta=True), cache)
+                  for path in ("pickle", "timm_hub", "pretrained_file")}
+    finally:
+        undo()
+    assert (built.status, built.signature) == ("failed", "meta-build-needs-values"), built.message
+    assert "aten::_unique2 has no meta kernel (raised at timm/models/regnet.py:" in built.message
+    assert 'with torch.device("meta")' in built.repro
+    for path, result in others.items():
+        assert result.status == "passed", (path, result.message)
+        assert result.evidence["extra"]["meta_build"] == "cpu-factories"
+        assert "aten::_unique2" in result.evidence["extra"]["plain_meta_refused"]

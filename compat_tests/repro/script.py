@@ -90,6 +90,7 @@ def script(
     input_size: tuple[int, ...],
     versions: dict[str, Any],
     meta: bool = False,
+    meta_device: str = "meta",
     signature: str | None = None,
     workaround: Callable[[], Any] | None = None,
     raised_type: str | None = None,
@@ -98,7 +99,8 @@ def script(
     `signature` the cell's failure was named, the script checks that fact and its last line says whether it
     holds; without one (a repro generated for a cell with no recorded failure) it checks the load as a whole.
     A failure found behind a known one (paths/support/workarounds.py) is reproduced with the `workaround`
-    applied first, as the cell ran it."""
+    applied first, as the cell ran it. A structural cell whose release's constructors read values a meta tensor
+    lacks (`meta_device="cpu"`) is reproduced with real builds: the structure it checks is the same."""
     pinned = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
     expected = expectation(signature, raised_type) if signature else None
     process = expected is not None and expected["family"] == "process"
@@ -129,7 +131,7 @@ def script(
     else:
         parts.append(("" if process else EXPECT.format(expected=expected) + "\n") + OBSERVE)
     fields = {"spec": spec, "input_size": tuple(input_size), "batch": BATCH, "roundtrip": path.roundtrip.__name__,
-              "rtol": OUTPUT_RTOL, "conclude": CONCLUDE if expected else ""}
+              "rtol": OUTPUT_RTOL, "device": meta_device, "conclude": CONCLUDE if expected else ""}
     if path.check.repro:
         parts.append(path.check.repro.format(**fields))
     elif meta:

@@ -7,6 +7,7 @@ import contextlib
 import difflib
 import time
 import traceback
+from collections.abc import Callable
 
 from ..core.evidence import Evidence, NotApplicable, from_exception
 from ..core.result import Result
@@ -18,13 +19,15 @@ from ..paths.base import LoadingPath
 from ..paths.support.workarounds import WORKAROUNDS
 from ..repro.script import script
 from ..signatures.catalog import classify, is_limitation
-from ..source.meta import MetaShapes, meta_limitation
+from ..source.meta import META_BUILDS, MetaShapesCpuFactories, meta_limitation
 from ..source.models import DEFAULT_SEED, SourceCache, SourceModel
 from ..source.quick_init import QuickInit
 from .workdirs import workdir
 
 # The input size a cell without a source model reports (its repro decides its own input).
 UNBUILT_INPUT = (3, 224, 224)
+# Evidence of a structural cell whose models needed the CPU factories to build on meta says so under this key.
+META_BUILD = "meta_build"
 
 
 class _Done(Exception):
@@ -70,7 +73,15 @@ def _run(scenario: Scenario, cache: SourceCache, seed: int, result: Result, work
             "source_kwargs": source_kwargs}
     source = _source(scenario, path, cache, source_kwargs, seed, result) if path.builds_source else \
         SourceModel(scenario.model, source_kwargs, seed, None, UNBUILT_INPUT, None)
-    evidence = _load_and_judge(scenario, path, source, spec, result, workaround)
+    refused = source.meta_refused
+    if scenario.meta and path.name == "create_model" and refused is not None and meta_limitation(refused) is None:
+        # Plain meta refused the constructor, as transformers 5's build on meta does: the baseline cell owns that
+        # finding; the model's other cells are checked on the build the CPU factories gave.
+        evidence = from_exception(refused)
+    else:
+        evidence = _load_and_judge(scenario, path, source, spec, result, workaround)
+        if scenario.meta and refused is not None:  # checked on the CPU-factories build: say what plain meta said
+            evidence.extra.setdefault("plain_meta_refused", f"{type(refused).__name__}: {str(refused)[:200]}")
     _conclude(result, evidence, path, spec, source.input_size, scenario.meta, workaround)
 
 
@@ -116,31 +127,45 @@ def _load_and_judge(scenario: Scenario, path: LoadingPath, source: SourceModel, 
                     result: Result, workaround: str | None = None) -> Evidence:
     with workdir(source.fp32_bytes) as folder:
         undo = WORKAROUNDS[workaround].apply() if workaround else None
+        builds = _builds(scenario, path, source)
         try:
-            with _building(scenario, path):
-                loaded = path.roundtrip(source.model, folder, spec)
-        except Exception as e:
-            if scenario.meta and (reason := meta_limitation(e)):
-                raise _stop(result, "skipped", f"not checkable on the meta device: {reason}") from None
-            return from_exception(e)
+            for tried, building in enumerate(builds, 1):
+                try:
+                    with building():
+                        loaded = path.roundtrip(source.model, folder, spec)
+                    break
+                except Exception as e:
+                    if scenario.meta and (reason := meta_limitation(e)):
+                        if tried < len(builds):
+                            continue
+                        raise _stop(result, "skipped", f"not checkable on the meta device: {reason}") from None
+                    return _built_with(from_exception(e), building)
         finally:
             if undo is not None:
                 undo()
         try:
             judge = (path.check.structure or judge_structure) if scenario.meta else path.check.judge
-            return judge(source, loaded)
+            return _built_with(judge(source, loaded), building)
         except NotApplicable as e:
             raise _stop(result, "skipped", f"not applicable: {e}") from None
         finally:
             del loaded
 
 
-def _building(scenario: Scenario, path: LoadingPath) -> contextlib.AbstractContextManager:
-    """Where the roundtrip's builds happen: on meta for a structural cell; with quick random initialisers for a
-    path whose builds are only loaded into (source/quick_init.py says why that proves the same)."""
+def _built_with(evidence: Evidence, building: Callable[[], contextlib.AbstractContextManager]) -> Evidence:
+    if building is MetaShapesCpuFactories:  # its repro builds for real: plain meta cannot build this model
+        evidence.extra[META_BUILD] = "cpu-factories"
+    return evidence
+
+
+def _builds(scenario: Scenario, path: LoadingPath, source: SourceModel
+            ) -> tuple[Callable[[], contextlib.AbstractContextManager], ...]:
+    """Where the roundtrip's builds happen, in the order tried: on meta for a structural cell (where the source
+    needed the CPU factories, there at once; source/meta.py says why); with quick random initialisers for a path
+    whose builds are only loaded into (source/quick_init.py says why that proves the same)."""
     if scenario.meta:
-        return MetaShapes()
-    return QuickInit() if path.quick_init else contextlib.nullcontext()
+        return (source.meta_context,) if source.meta_context is MetaShapesCpuFactories else META_BUILDS
+    return (QuickInit if path.quick_init else contextlib.nullcontext,)
 
 
 def _conclude(result: Result, evidence: Evidence, path: LoadingPath, spec: dict, input_size: tuple[int, ...],
@@ -150,7 +175,8 @@ def _conclude(result: Result, evidence: Evidence, path: LoadingPath, spec: dict,
         return
     result.status = "failed"
     result.signature, result.message = classify(evidence, path.name)
-    result.repro = script(result.id, path, spec, input_size, result.versions, meta=meta, signature=result.signature,
+    result.repro = script(result.id, path, spec, input_size, result.versions, meta=meta,
+                          meta_device="cpu" if evidence.extra.get(META_BUILD) else "meta", signature=result.signature,
                           workaround=WORKAROUNDS[workaround].apply if workaround else None,
                           raised_type=(evidence.exception or {}).get("type"))
     if is_limitation(result.signature):

@@ -47,11 +47,10 @@ def count_params_meta(name: str) -> int | None:
     """Parameter count of `name` built on the meta device: no memory allocated. None if it can't be built so."""
     import timm
 
-    from ..source.meta import MetaShapes
+    from ..source.meta import on_meta
 
     try:
-        with MetaShapes():
-            model = timm.create_model(name, pretrained=False)
+        model = on_meta(lambda: timm.create_model(name, pretrained=False)).value
     except Exception:  # some constructors compute on real tensors; such models are never skipped for size
         return None
     return sum(p.numel() for p in model.parameters())
@@ -64,12 +63,11 @@ def fp32_bytes_meta(name: str) -> int | None:
     once its source is built)."""
     import timm
 
-    from ..source.meta import MetaShapes
+    from ..source.meta import on_meta
     from ..source.models import fp32_bytes
 
     try:
-        with MetaShapes():
-            return fp32_bytes(timm.create_model(name, pretrained=False))
+        return fp32_bytes(on_meta(lambda: timm.create_model(name, pretrained=False)).value)
     except Exception:  # a constructor that computes on real tensors: unknown until built
         return None
 

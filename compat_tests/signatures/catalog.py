@@ -22,6 +22,8 @@ OLD_FILES = ("legacy", "cross_version")
 CROSS = ("cross_version",)
 FUSED = ("reparam", "reparam_roundtrip")
 # Paths whose loader (transformers' from_pretrained) builds the timm model itself, on the meta device from 5.0.
+# create_model's structural cell builds on plain meta too, which is how the structural tier sees such a break
+# for the whole registry.
 META_BUILDS = ("hf_auto", "hf_to_timm", "hf_custom", "checkpoint_dtype", "legacy")
 
 
@@ -165,7 +167,7 @@ CATALOG: tuple[Signature, ...] = (
     Signature("meta-build-needs-values", "the loader builds the model on the meta device, and the architecture's "
               "constructor computes with tensor values there", "create the constructor's helper tensors on the CPU "
               "(device='cpu'), as timm 1.0.30 does for RegNet's stage widths", loads.meta_build_needs_values,
-              META_BUILDS, family="raised", raises=(None, loads.META_NEEDS_VALUES)),
+              (*META_BUILDS, "create_model"), family="raised", raises=(None, loads.META_NEEDS_VALUES)),
     Signature("nonpersistent-buffer-not-rebuilt",
               "buffers the model computes in __init__ (not saved) hold other values after loading",
               "the loader built the model without running its init (meta device); recompute these buffers",

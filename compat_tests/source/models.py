@@ -80,6 +80,11 @@ class SourceModel:
     # The bytes of its state in float32 (0 on meta): what one more copy of the model costs, and what a file of it
     # holds. The cell's memory check and the choice of RAM or disk for its files are made from it.
     fp32_bytes: int = 0
+    # A structural source: the meta context (source/meta.py) its constructor needed. The cell's own builds go
+    # straight to it, and its repro builds for real where that was the CPU-factories one.
+    meta_context: type | None = None
+    # What a plain meta build of it raised, when the CPU factories got past it: its create_model cell's finding.
+    meta_refused: Exception | None = None
 
     def input(self) -> torch.Tensor:
         return make_input(self.input_size, self.seed, BATCH)
@@ -146,12 +151,12 @@ def build_meta_source(name: str, kwargs: dict[str, Any] | None = None, seed: int
     """The source of a structural cell: built on the meta device, no values, no forward."""
     import timm
 
-    from .meta import MetaShapes
+    from .meta import on_meta
 
     kwargs = dict(kwargs or {})
-    with MetaShapes():
-        model = timm.create_model(name, pretrained=False, **kwargs).eval()
-    return SourceModel(name, kwargs, seed, model, _input_candidates(model, kwargs)[0], None)
+    built = on_meta(lambda: timm.create_model(name, pretrained=False, **kwargs).eval())
+    return SourceModel(name, kwargs, seed, built.value, _input_candidates(built.value, kwargs)[0], None,
+                       meta_context=built.context, meta_refused=built.refused)
 
 
 class SourceCache:
