@@ -355,6 +355,20 @@ def test_a_constructor_computing_on_a_loaders_meta_build_is_named():
     assert run_scenario(Scenario("regnetx_002", "hf_custom"), SourceCache()).status == "passed"
 
 
+def test_a_hub_request_where_timm_cannot_import_the_hub_is_named_as_the_request(monkeypatch):
+    """timm <= 1.0.15 beside huggingface_hub >= 1.0 (no HfFolder) cannot import the hub, and a local load's nested
+    hub request raises timm's own refusal instead of the hub's offline error: still the request that should not
+    have been made."""
+    import timm
+    from timm.models import _hub
+
+    monkeypatch.setattr(_hub, "_has_hf_hub", False)
+    with torch.device("meta"):
+        evidence = raised(lambda: timm.create_model("resnet26d", pretrained=True, features_only=True))
+    assert "package not installed" in evidence.exception["message"]
+    assert classify(evidence, "pretrained_file")[0] == "hub-access-on-local-load"
+
+
 def test_a_meta_op_failing_outside_a_build_is_not_blamed_on_the_build():
     """The same torch error from a forward (a tensor left on meta, not a constructor) keeps its exception type."""
     evidence = raised(lambda: torch.unique(torch.empty(3, device="meta")))

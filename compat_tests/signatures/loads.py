@@ -203,8 +203,9 @@ def shared_tensors(ev: Evidence) -> str | None:
     return f"shared: {some(sorted(set(names)))}" if names else ev.exception["message"][:160]
 
 
+# timm's own refusal comes where huggingface_hub cannot be imported (timm <= 1.0.15 beside huggingface_hub 1.x).
 HUB_NEEDED = (r"cannot find the requested files in the local cache|[Oo]ffline mode is enabled"
-              r"|outgoing traffic has been disabled")
+              r"|outgoing traffic has been disabled|Hugging Face hub model specified but package not installed")
 _hub_needed = raised(HUB_NEEDED)
 
 
