@@ -142,7 +142,8 @@ _meta_needs_values = raised(META_NEEDS_VALUES)
 
 
 def meta_build_needs_values(ev: Evidence) -> str | None:
-    """Only while timm built the model: a numeric cell's harness never builds on meta, so the loader did."""
+    """Only while timm built the model: a numeric cell's harness never builds on meta, so the loader did; a
+    structural create_model cell reports what plain meta, as transformers 5 builds, raised there."""
     building = ev.extra.get("raised_building")
     if not building or not _meta_needs_values(ev):
         return None
