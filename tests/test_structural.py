@@ -8,7 +8,6 @@ import subprocess
 import sys
 import tempfile
 
-import pytest
 import torch
 from timm.models import vision_transformer
 
@@ -201,46 +200,54 @@ def test_a_constructor_that_needs_values_is_probed_not_called_inapplicable(monke
         adapted._probe.cache_clear()
 
 
-def drop_path_schedule_read_off_a_tensor(monkeypatch):
-    """timm up to 1.0.15 read its stochastic-depth schedule off a tensor in over half its constructors (0.9.16's
-    ViT: `dpr = [x.item() for x in torch.linspace(0, drop_path_rate, depth)]`): put that back into today's ViT."""
-    monkeypatch.setattr(vision_transformer, "calculate_drop_path_rates",
-                        lambda rate, depth, *args, **kwargs: [x.item() for x in torch.linspace(0, rate, depth)])
+# timm up to 1.0.15 read its stochastic-depth schedule off a tensor in over half its constructors (0.9.16's ViT:
+# `dpr = [x.item() for x in torch.linspace(0, drop_path_rate, depth)]`), put back into today's ViT. The checks run in
+# a fresh interpreter, as a matrix run does: in the selftest session after every other test file, plain meta built
+# the faulted test_vit2 without raising (not understood yet; the same checks in a fresh process hold).
+OLD_DROP_PATH_SCHEDULE = """
+import timm, torch
+from timm.models import vision_transformer
+from compat_tests.core.scenario import Override, Scenario
+from compat_tests.run.runner import run_scenario
+from compat_tests.run.selection import count_params_meta, fp32_bytes_meta
+from compat_tests.source.meta import MetaShapes, MetaShapesCpuFactories, build_on_meta, meta_limitation, on_meta
+from compat_tests.source.models import SourceCache
+from compat_tests.tools.cli import _generate_repro
+
+vision_transformer.calculate_drop_path_rates = \\
+    lambda rate, depth, *args, **kwargs: [x.item() for x in torch.linspace(0, rate, depth)]
+try:
+    with MetaShapes():
+        timm.create_model("test_vit2")
+    raise AssertionError("the fault must make plain meta refuse, as 0.9.16 did")
+except RuntimeError as e:
+    assert meta_limitation(e), e
+model, context, refused = on_meta(lambda: timm.create_model("test_vit2"))
+assert context is MetaShapesCpuFactories and meta_limitation(refused) and all(p.is_meta for p in model.parameters())
+assert all(p.is_meta for p in build_on_meta("test_vit2").parameters())
+real = timm.create_model("test_vit2")
+assert count_params_meta("test_vit2") == sum(p.numel() for p in real.parameters())
+assert fp32_bytes_meta("test_vit2") == sum(t.numel() * 4 for t in real.state_dict().values())
+for path in ("create_model", "pickle", "pretrained_file"):
+    result = run_scenario(Scenario("test_vit2", path, meta=True), SourceCache())
+    assert result.status == "passed", (path, result.message)
+    assert result.evidence["extra"]["meta_build"] == "cpu-factories"
+vision_transformer.resample_patch_embed = lambda v, *a, **k: v
+result = run_scenario(Scenario("test_vit2", "pretrained_file", Override.of("patch_size_8", patch_size=8), meta=True),
+                      SourceCache())
+assert (result.status, result.signature) == ("failed", "patch-resample-skipped"), result.message
+assert 'with torch.device("cpu")' in result.repro
+assert 'with torch.device("cpu")' in _generate_repro("test_vit2-pickle-base@meta", None)
+print("checked")
+"""
 
 
-def test_a_release_whose_constructors_read_values_is_still_built_and_checked_on_meta(monkeypatch):
+def test_a_release_whose_constructors_read_values_is_still_built_and_checked_on_meta():
     """Such a model is built on meta with the small factories on the CPU: counted and asked about without a real
     build (under timm 0.9.16 collection built 534 architectures for real, vit_giant among them, in every worker),
     and its cells check it rather than skip it; a failing cell's repro builds it on the CPU, as plain meta cannot."""
-    import timm
-
-    from compat_tests.run.selection import count_params_meta, fp32_bytes_meta
-    from compat_tests.source.meta import MetaShapesCpuFactories, build_on_meta, on_meta
-
-    drop_path_schedule_read_off_a_tensor(monkeypatch)
-    with pytest.raises(RuntimeError) as raised, MetaShapes():
-        timm.create_model("test_vit2")
-    assert meta_limitation(raised.value), "the fault is what 0.9.16 raised on meta"
-    model, context, refused = on_meta(lambda: timm.create_model("test_vit2"))
-    assert meta_limitation(refused)
-    assert context is MetaShapesCpuFactories and all(p.is_meta for p in model.parameters())
-    assert all(p.is_meta for p in build_on_meta("test_vit2").parameters())
-    real = timm.create_model("test_vit2")
-    assert count_params_meta("test_vit2") == sum(p.numel() for p in real.parameters())
-    assert fp32_bytes_meta.__wrapped__("test_vit2") == sum(t.numel() * 4 for t in real.state_dict().values())
-
-    for path in ("create_model", "pickle", "pretrained_file"):
-        result = _run("test_vit2", path)
-        assert result.status == "passed", (path, result.message)
-        assert result.evidence["extra"]["meta_build"] == "cpu-factories"
-
-    monkeypatch.setattr(vision_transformer, "resample_patch_embed", lambda v, *a, **k: v)
-    result = _run("test_vit2", "pretrained_file", Override.of("patch_size_8", patch_size=8))
-    assert (result.status, result.signature) == ("failed", "patch-resample-skipped"), result.message
-    assert 'with torch.device("cpu")' in result.repro
-    from compat_tests.tools.cli import _generate_repro
-
-    assert 'with torch.device("cpu")' in _generate_repro("test_vit2-pickle-base@meta", None)
+    done = subprocess.run([sys.executable, "-c", OLD_DROP_PATH_SCHEDULE], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip().endswith("checked"), done.stderr[-3000:]
 
 
 def test_a_constructor_plain_meta_refuses_fails_its_create_model_cell_and_the_rest_is_checked():
