@@ -205,7 +205,7 @@ T = TypeVar("T")
 
 class Built(NamedTuple, Generic[T]):
     value: T
-    context: type[MetaShapes]  # the first of the contexts that could build it
+    context: type[MetaShapes] | None  # the first of the contexts that could build it (None: built for real)
     refused: Exception | None  # what plain meta raised, when a later context built it
 
 
@@ -224,18 +224,23 @@ def on_meta(build: Callable[[], T], contexts: Sequence[type[MetaShapes]] = META_
     raise ValueError("on_meta needs at least one context")
 
 
-def build_on_meta(name: str, **kwargs: Any) -> torch.nn.Module:
+def build_anywhere(name: str, **kwargs: Any) -> Built[torch.nn.Module]:
     """`timm.create_model(name, **kwargs)` on the meta device where the constructor allows it (`on_meta`);
-    constructors that need more values than the CPU factories give are built for real, since the meta device
-    failing is not the architecture saying no. Raises what timm raises."""
+    constructors that need more values than the CPU factories give are built for real (context None), since the
+    meta device failing is not the architecture saying no. Raises what timm raises."""
     import timm
 
     try:
-        return on_meta(lambda: timm.create_model(name, pretrained=False, **kwargs)).value
+        return on_meta(lambda: timm.create_model(name, pretrained=False, **kwargs))
     except Exception as e:
         if meta_limitation(e) is None:
             raise
-    return timm.create_model(name, pretrained=False, **kwargs)
+        return Built(timm.create_model(name, pretrained=False, **kwargs), None, e)
+
+
+def build_on_meta(name: str, **kwargs: Any) -> torch.nn.Module:
+    """The model `build_anywhere` builds."""
+    return build_anywhere(name, **kwargs).value
 
 
 @lru_cache(maxsize=2)

@@ -128,7 +128,7 @@ def _generate_repro(scenario_id: str, override_kwargs: dict | None) -> str:
     from ..core.scenario import Override
     from ..core.versions import installed
     from ..repro.script import script
-    from ..source.meta import MetaShapes, meta_limitation, on_meta
+    from ..source.meta import MetaShapes, build_anywhere
     from ..source.models import DEFAULT_SEED, _input_candidates
 
     if not timm.is_model(model):
@@ -141,12 +141,7 @@ def _generate_repro(scenario_id: str, override_kwargs: dict | None) -> str:
             raise CliError(f"path {path_name} has no override {override!r} for {model}")
         override_kwargs = chosen[0].as_dict()
     kwargs = path.source_kwargs(Override.of(override, **override_kwargs))
-    try:  # the input size comes from the model's config
-        built, context, _ = on_meta(lambda: timm.create_model(model, pretrained=False, **kwargs))
-    except Exception as e:
-        if meta_limitation(e) is None:
-            raise
-        built, context = timm.create_model(model, pretrained=False, **kwargs), None
+    built, context, _ = build_anywhere(model, **kwargs)  # the input size comes from the model's config
     spec = {"name": model, "kwargs": dict(override_kwargs), "seed": DEFAULT_SEED, "source_kwargs": kwargs}
     # A structural repro builds on the CPU where plain meta cannot build this release's model (as its cell records).
     return script(scenario_id, path, spec, _input_candidates(built, kwargs)[0], installed(), meta=parsed.meta,
