@@ -34,7 +34,7 @@ from .run.session import MatrixSession, new_run_id  # noqa: E402
 from .run.sharding import ShardError, parse_shard  # noqa: E402
 from .run.tiers import TIERS  # noqa: E402
 from .run.workdirs import sweep  # noqa: E402
-from .run.workers import Clock, XdistHooks, threads_per_worker, worker_run_id  # noqa: E402
+from .run.workers import Clock, XdistHooks, threads_per_worker, tune_collector, worker_run_id  # noqa: E402
 from .signatures import known_failures  # noqa: E402
 
 MATRIX_DIR = Path(__file__).resolve().parent
@@ -229,8 +229,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_collection_finish(session: pytest.Session) -> None:
     # After every deselection (-k, --resume). Under xdist the controller collects nothing: XdistHooks hears the
     # workers instead.
-    if _runs_matrix(session.config) and not _is_worker(session.config):
+    if not _runs_matrix(session.config):
+        return
+    if not _is_worker(session.config):
         _planned(session.config, [s.id for item in session.items if (s := _scenario_of(item)) is not None])
+    tune_collector(all(s.meta for s in _plan(session.config).scenarios))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -127,6 +127,23 @@ def _shape_rules() -> dict:
 _SHAPE_RULES = _shape_rules()
 
 
+class _Handling(NamedTuple):
+    value_only: bool  # an initialiser or in-place value op: skipped when it touches only its meta target
+    rule: Callable[..., Any] | None  # a shape rule (`_SHAPE_RULES`)
+    constructor: bool  # a factory that takes `device=`: made on meta unless the call names a device
+
+
+def _handling_of(func: Any) -> _Handling | None:
+    """What `MetaShapes` does with `func` beyond calling it; None for nothing (most of a build's calls)."""
+    handling = _Handling(getattr(func, "__name__", "") in _VALUE_ONLY, _SHAPE_RULES.get(func),
+                         func in _device_constructors())
+    return handling if any(handling) else None
+
+
+# Decided once per function: a build makes some ten thousand torch calls, a structural run tens of millions.
+_HANDLING: dict[Any, _Handling | None] = {}
+
+
 class MetaShapes(DeviceContext):
     """`with MetaShapes():` is `with torch.device("meta"):` minus the cost of initialising values, and of
     normalisations' and activations' Python meta kernels."""
@@ -135,17 +152,21 @@ class MetaShapes(DeviceContext):
         super().__init__("meta")
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
+        try:
+            handling = _HANDLING[func]
+        except KeyError:
+            handling = _HANDLING.setdefault(func, _handling_of(func))
+        if handling is None:
+            return func(*args, **kwargs) if kwargs else func(*args)
         kwargs = kwargs or {}
-        # Every torch call of a build comes through here: the cheap tests go first.
-        if getattr(func, "__name__", "") in _VALUE_ONLY:
+        if handling.value_only:
             target = args[0] if args else kwargs.get("tensor")
             if isinstance(target, torch.Tensor) and target.is_meta and _only_touches(target, args) and \
                     _only_touches(target, kwargs.values()):
                 return target
-        elif (rule := _SHAPE_RULES.get(func)) is not None and \
-                (result := rule(*args, **kwargs)) is not NotImplemented:
+        elif handling.rule is not None and (result := handling.rule(*args, **kwargs)) is not NotImplemented:
             return result
-        if func in _device_constructors() and kwargs.get("device") is None:
+        if handling.constructor and kwargs.get("device") is None:
             kwargs["device"] = self.device
         return func(*args, **kwargs)
 
