@@ -39,3 +39,15 @@ def test_the_cli_hands_bisect_its_arguments_and_refuses_a_bad_id(capsys):
 
     assert main(["bisect", "resnet18_state_dict", "--good", "1.0.3", "--bad", "1.0.9"]) == 2
     assert "not a scenario id" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("scenario_id", ["test_vit2-create_model-base", "test_vit2-pickle-base@meta"])
+def test_a_probe_runs_exactly_its_cell_numeric_or_structural(tmp_path, scenario_id):
+    """A probe with an empty overlay (as if that release were installed already) runs the installed timm. A
+    structural id's "@" once made pytest's -k refuse the selection, so every such probe read "no record"."""
+    import timm
+
+    from compat_tests.tools.bisect import probe
+
+    (tmp_path / f"timm-{timm.__version__}").mkdir()  # the overlay exists: nothing to install
+    assert probe(scenario_id, "timm", Version(timm.__version__), tmp_path) == ("passed", "")

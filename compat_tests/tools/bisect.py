@@ -22,6 +22,7 @@ from ..core import result as results
 from ..core.scenario import parse_id
 
 REPO = Path(__file__).resolve().parents[2]
+MATRIX_TEST = str(REPO / "compat_tests" / "test_matrix.py") + "::test_scenario"
 Outcome = tuple[str, str]  # (status, signature)
 # Bisect compares what the library did, not what the known-failures baseline thinks of it.
 _RAW_STATUS = {"xfailed": "failed", "xpassed": "passed"}
@@ -71,8 +72,9 @@ def probe(scenario_id: str, package: str, version: Version, workdir: Path) -> Ou
     inherited = {k: v for k, v in os.environ.items() if k != "TIMM_COMPAT_EXPECT"}
     env = {**inherited, "PYTHONPATH": os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")]),
            "HF_HUB_OFFLINE": "1"}
-    subprocess.run([sys.executable, "-m", "pytest", str(REPO / "compat_tests"), "-q", "-p", "no:cacheprovider",
-                    "--models", model, "--paths", path, *tier, "--report-dir", str(reports), "-k", scenario_id],
+    # The cell by its node id: `-k` refuses a structural id's "@".
+    subprocess.run([sys.executable, "-m", "pytest", f"{MATRIX_TEST}[{scenario_id}]", "-q", "-p", "no:cacheprovider",
+                    "--models", model, "--paths", path, *tier, "--report-dir", str(reports)],
                    cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
     for record in results.read(reports / results.REPORT_NAME):
         if record.id == scenario_id:
