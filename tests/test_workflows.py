@@ -46,3 +46,14 @@ def test_nightly_runs_the_cross_version_tier_with_its_pickle_cache():
     assert "--tier cross-version" in text and "reports-${{ matrix.source }}-cross-version" in text
     # The pickles are not committed: the cache is keyed by the manifest whose sha256s they are checked against.
     assert "actions/cache@v4" in text and "hashFiles('fixtures/cross_version/manifest.json')" in text
+
+
+def test_nightly_runs_the_structural_tier_on_the_oldest_releases_into_their_own_report():
+    import yaml  # transformers' own dependency
+
+    jobs = yaml.safe_load((WORKFLOWS / "nightly.yml").read_text())["jobs"]
+    for job in ("structural", "merge"):
+        assert "oldest" in jobs[job]["strategy"]["matrix"]["source"], job
+    assert "oldest" not in jobs["matrix"]["strategy"]["matrix"]["source"]  # the full tier stays on today's
+    env = next(step["env"]["TOX_ENV"] for step in jobs["structural"]["steps"] if "TOX_ENV" in step.get("env", {}))
+    assert "matrix.source == 'oldest' && 'compat-oldest'" in env
