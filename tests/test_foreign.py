@@ -54,3 +54,29 @@ def test_internvit_layout_fails_with_the_inferred_renames():
     result = run_scenario(Scenario("test_vit2", "foreign", Override.of("internvit", layout="internvit")), SourceCache())
     assert result.status == "failed" and result.signature == "key-layout-mismatch", result.message
     assert "encoder.layers.{i}." in result.message and "blocks.{i}." in result.message
+
+
+def test_a_non_strict_load_that_places_no_key_is_a_silent_reinit(monkeypatch):
+    """timm builds every SigLIP ViT without a MAP head with pretrained_strict=False (its checkpoint's attn_pool has
+    no place), so an InternViT file matches no key, timm only logs them, and the model keeps its initial weights.
+    That rule put onto test_vit2: the cell that fails loudly as key-layout-mismatch turns silent-reinit, and its
+    repro, with the same rule, reproduces that in plain Python."""
+    import subprocess
+    import sys
+
+    fault = (
+        "from timm.models import vision_transformer as _vt\n"
+        "_build = _vt.build_model_with_cfg\n"
+        "_vt.build_model_with_cfg = lambda *a, **k: _build(*a, **{**k, 'pretrained_strict': False})\n"
+    )
+    namespace: dict = {}
+    exec(fault.replace("_vt.build_model_with_cfg =", "_lenient ="), namespace)
+    monkeypatch.setattr(vision_transformer, "build_model_with_cfg", namespace["_lenient"])
+    internvit = Scenario("test_vit2", "foreign", Override.of("internvit", layout="internvit"))
+    result = run_scenario(internvit, SourceCache())
+    assert (result.status, result.signature) == ("failed", "silent-reinit"), result.message
+    assert "blocks.0.norm1.weight" in result.message  # left at its ones by a load that reported success
+    repro = result.repro.replace("\nimport timm\n", "\nimport timm\n" + fault, 1)
+    assert repro != result.repro
+    done = subprocess.run([sys.executable, "-c", repro], capture_output=True, text=True, timeout=600)
+    assert "timm-compat: reproduced silent-reinit" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]

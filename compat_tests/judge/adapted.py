@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from ..core.evidence import Evidence, NotApplicable, said
-from ..source.models import BUILD_SOURCE, SourceModel, make_input
+from ..source.models import BUILD_SOURCE, SourceModel, is_constant, make_input
 from .check import Check
 from .expected import adapted_state, input_size_for
 from .oracle import diff_state, nonpersistent_buffers, outputs_against, state_evidence
@@ -32,6 +32,11 @@ def judge_adapted(source: SourceModel, loaded: dict[str, Any]) -> Evidence:
     report = diff_state(expected, {k: v for k, v in actual.items() if k not in fresh})
     # What the loader reported is not added: a dropped head is rightly "missing" to it.
     evidence = state_evidence(report, also_missing=[*absent, *(k for k in fresh if k not in actual)])
+    # Differing tensors still at the constant a normal build gives them (the repro's `left_at_init`): a loader that
+    # dropped keys without a word (load_pretrained loads non-strict when it changes the head) reinitialised them.
+    initial = reference.state_dict()
+    evidence.at_init = [k for k, _ in report["values"] if k in initial and is_constant(initial[k])
+                        and initial[k].shape == actual[k].shape and torch.equal(actual[k].detach().cpu(), initial[k])]
     src_state = source.model.state_dict()
     kept = [k for k in fresh if k in actual and k in src_state and actual[k].shape == src_state[k].shape
             and torch.equal(actual[k].detach().cpu(), src_state[k])]
