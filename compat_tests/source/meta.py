@@ -129,13 +129,13 @@ _SHAPE_RULES = _shape_rules()
 
 class _Handling(NamedTuple):
     value_only: bool  # an initialiser or in-place value op: skipped when it touches only its meta target
-    rule: Callable[..., Any] | None  # a shape rule (`_SHAPE_RULES`)
+    ruled: bool  # has a shape rule, read from `_SHAPE_RULES` at each call (the selftests swap rules in)
     constructor: bool  # a factory that takes `device=`: made on meta unless the call names a device
 
 
 def _handling_of(func: Any) -> _Handling | None:
     """What `MetaShapes` does with `func` beyond calling it; None for nothing (most of a build's calls)."""
-    handling = _Handling(getattr(func, "__name__", "") in _VALUE_ONLY, _SHAPE_RULES.get(func),
+    handling = _Handling(getattr(func, "__name__", "") in _VALUE_ONLY, func in _SHAPE_RULES,
                          func in _device_constructors())
     return handling if any(handling) else None
 
@@ -164,7 +164,7 @@ class MetaShapes(DeviceContext):
             if isinstance(target, torch.Tensor) and target.is_meta and _only_touches(target, args) and \
                     _only_touches(target, kwargs.values()):
                 return target
-        elif handling.rule is not None and (result := handling.rule(*args, **kwargs)) is not NotImplemented:
+        elif handling.ruled and (result := _SHAPE_RULES[func](*args, **kwargs)) is not NotImplemented:
             return result
         if handling.constructor and kwargs.get("device") is None:
             kwargs["device"] = self.device
