@@ -234,3 +234,21 @@ def test_a_buffer_left_on_the_meta_device_is_named_not_a_harness_error():
         with pytest.raises(RuntimeError) as raised:
             left + right
         assert classify(from_exception(raised.value))[0] == "nonpersistent-buffer-not-rebuilt", str(raised.value)
+
+
+def test_an_open_bound_stays_open_when_the_source_is_perturbed_and_a_faithful_copy_of_it_is_clean():
+    """Gemma4's clipped linears hold -inf/inf bounds: noise scaled by their (infinite) mean made them NaN, which no
+    load can copy equal, so every cell of those models failed as tensor-mismatch."""
+    from compat_tests.source.models import perturb_
+
+    model = torch.nn.Linear(4, 4)
+    model.register_buffer("input_min", torch.tensor([-float("inf")]))
+    model.register_buffer("bounds", torch.tensor([-float("inf"), 0.5, 2.0, float("inf")]))
+    before = copy.deepcopy(model.state_dict())
+    perturb_(model)
+    state = model.state_dict()
+    assert not any(t.isnan().any() for t in state.values())
+    assert torch.equal(state["input_min"], before["input_min"])
+    assert state["bounds"][0] == -float("inf") and state["bounds"][3] == float("inf")
+    assert state["bounds"][1] != 0.5 and not torch.equal(state["weight"], before["weight"])  # finite ones move
+    assert diff_state(state, copy.deepcopy(state))["values"] == []

@@ -49,6 +49,10 @@ def perturb_(model, seed=0):
             gen = torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(key.encode()))
             noise = torch.randn(tensor.shape, generator=gen).to(tensor.dtype)
             spread = tensor.float().abs().mean().item()
+            finite = tensor.isfinite()
+            if not finite.all():  # an open bound (Gemma4's clip -inf/inf) stays open: noise would make it NaN
+                noise = noise.masked_fill(~finite, 0)
+                spread = tensor[finite].float().abs().mean().item() if finite.any() else 0.0
             tensor.add_(noise * (0.1 * spread if spread > 0 else 0.02))
             if key.endswith("running_var"):
                 tensor.abs_()  # a variance must stay positive or eval-mode BatchNorm yields NaN
