@@ -166,3 +166,16 @@ def test_an_override_refused_by_a_bare_assert_is_skipped_with_its_type():
     patch = Override.of("patch_size_16", patch_size=16)
     reason = all_paths()["pretrained_file"].applies("vit_tiny_r_s16_p8_224", patch)
     assert reason == "AssertionError: (no message)"
+
+
+def test_a_space_to_depth_stem_is_adapted_to_one_channel_and_kept_at_init_for_four():
+    """TResNet's stem conv takes 16 pixels of each channel (48 inputs). adapt_input_conv sums each group for
+    in_chans=1 and raises NotImplementedError for 4, which load_pretrained answers by keeping the layer's init with a
+    warning: both are what timm documents, so both pass (the oracle once called the helper with 16 channels and failed
+    itself)."""
+    one = _run("tresnet_m", Override.of("in_chans_1", in_chans=1))
+    assert one.status == "passed", one.message
+    assert one.evidence["extra"]["adapted"] == {"body.conv1.conv.weight": "in_chans"}
+    four = _run("tresnet_m", Override.of("in_chans_4", in_chans=4))
+    assert four.status == "passed", four.message
+    assert four.evidence["extra"]["fresh"] == ["body.conv1.conv.weight"]

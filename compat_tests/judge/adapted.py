@@ -10,7 +10,7 @@ import torch
 from ..core.evidence import Evidence, NotApplicable, said
 from ..source.models import BUILD_SOURCE, SourceModel, is_constant, make_input
 from .check import Check
-from .expected import adapted_state, input_size_for
+from .expected import adapted_state, input_size_for, rightly_fresh
 from .oracle import diff_state, nonpersistent_buffers, outputs_against, state_evidence
 
 
@@ -101,4 +101,4 @@ def adapted_repro_prepare(checkpoint: str = "source.state_dict()") -> str:
 
 
 # pretrained_file and load_checkpoint: the checkpoint is the plain source's own state.
-ADAPTED = Check(judge_adapted, (adapted_state,), adapted_repro_prepare())
+ADAPTED = Check(judge_adapted, (adapted_state, rightly_fresh), adapted_repro_prepare())

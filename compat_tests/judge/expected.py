@@ -16,8 +16,9 @@ def adapted_state(source_state, source_model, reference):
 
     `source_state` is the checkpoint in timm's layout, `source_model` a timm model of the same
     architecture that checkpoint fits (for grid size and config), `reference` a fresh timm model built
-    with the override (for the target shapes). Returns (expected, fresh, adapted): `fresh` are classifier
-    keys dropped because the class count changed (their values are the loader's init, not compared),
+    with the override (for the target shapes). Returns (expected, fresh, adapted): `fresh` are the keys a
+    correct load leaves as built (`rightly_fresh`: a head dropped for another class count, a first conv
+    `adapt_input_conv` cannot adapt; their values are the loader's init, not compared),
     `adapted` maps each transformed key to the reason ("patch", "pos", "rel_pos", "in_chans").
 
     Standalone on purpose: repro scripts embed this function's source verbatim.
@@ -27,18 +28,15 @@ def adapted_state(source_state, source_model, reference):
 
     cfg = dict(getattr(source_model, "pretrained_cfg", None) or {})
     target = reference.state_dict()
-    classifiers = cfg.get("classifier") or ()
-    classifiers = (classifiers,) if isinstance(classifiers, str) else tuple(classifiers)
-    head_keys = {c + s for c in classifiers for s in (".weight", ".bias")}
+    fresh_keys = set(rightly_fresh(source_model, reference))
     first_convs = cfg.get("first_conv") or ()
     first_convs = (first_convs,) if isinstance(first_convs, str) else tuple(first_convs)
     conv_keys = {c + ".weight" for c in first_convs}
-    class_count_changed = getattr(reference, "num_classes", None) != getattr(source_model, "num_classes", None)
 
     expected, fresh, adapted = {}, [], {}
     for key, want in target.items():
-        if key in head_keys and class_count_changed:
-            fresh.append(key)  # the loader must drop the source head and keep the model's fresh one
+        if key in fresh_keys:
+            fresh.append(key)  # the loader must keep the model's own (a dropped head, an unadaptable first conv)
             continue
         if key not in source_state:
             expected[key] = None  # nothing in the checkpoint for it: reported as missing by the judge
@@ -66,10 +64,47 @@ def adapted_state(source_state, source_model, reference):
                     value = resize_rel_pos_bias_table(value, new_window_size=window, new_bias_shape=want.shape)
                 adapted[key] = "rel_pos"
         if key in conv_keys and value.ndim == 4 and value.shape[1] != want.shape[1]:
-            value = adapt_input_conv(want.shape[1], value)
+            # the channels asked for: a space-to-depth stem's kernel takes several input pixels per channel
+            base = int((cfg.get("input_size") or (3,))[0])
+            value = adapt_input_conv(want.shape[1] * base // value.shape[1], value)
             adapted[key] = "in_chans" if key not in adapted else adapted[key] + "+in_chans"
         expected[key] = value
     return expected, fresh, adapted
+
+
+def rightly_fresh(source_model, model):
+    """The keys a correct load leaves as `model` built them, the checkpoint being `source_model`'s (or of its
+    shapes): the pretrained cfg's classifier when the class count changed, since the loader must drop the
+    checkpoint's head; and a `first_conv` weight that timm's `adapt_input_conv` cannot adapt to the channels asked
+    for (a Linear patch projection; a space-to-depth stem asked for more than one channel): the helper raises
+    NotImplementedError, and `load_pretrained` drops the weight and warns that it keeps the layer's random init.
+
+    Standalone on purpose: repro scripts embed this function's source verbatim.
+    """
+    from timm.models import adapt_input_conv
+
+    cfg = dict(getattr(source_model, "pretrained_cfg", None) or {})
+
+    def names(field):
+        value = cfg.get(field) or ()
+        return (value,) if isinstance(value, str) else tuple(value)
+
+    fresh = []
+    if getattr(model, "num_classes", None) != getattr(source_model, "num_classes", None):
+        fresh += [c + s for c in names("classifier") for s in (".weight", ".bias")]
+    base = int((cfg.get("input_size") or (3,))[0])
+    for conv in names("first_conv"):
+        try:
+            have, want = source_model.get_submodule(conv).weight, model.get_submodule(conv).weight
+        except AttributeError:  # a name the model does not have: its load says so
+            continue
+        if have.ndim < 2 or have.shape == want.shape:
+            continue
+        try:
+            adapt_input_conv(want.shape[1] * base // have.shape[1], have.detach())  # the channels asked for
+        except NotImplementedError:
+            fresh.append(conv + ".weight")
+    return fresh
 
 
 def input_size_for(source_input_size: tuple[int, ...], kwargs: dict[str, Any]) -> tuple[int, ...]:
