@@ -1,6 +1,7 @@
 """Foreign layouts: the documented maps against timm's converters, the CLIP early-return bug put back
 into the real checkpoint_filter_fn, and the InternViT layout timm cannot read."""
 
+import pytest
 import timm
 import torch
 from timm.models import vision_transformer
@@ -56,11 +57,13 @@ def test_internvit_layout_fails_with_the_inferred_renames():
     assert "encoder.layers.{i}." in result.message and "blocks.{i}." in result.message
 
 
-def test_a_non_strict_load_that_places_no_key_is_a_silent_reinit(monkeypatch):
+@pytest.mark.parametrize("meta", [False, True], ids=["numeric", "structural"])
+def test_a_non_strict_load_that_places_no_key_is_a_silent_reinit(monkeypatch, meta):
     """timm builds every SigLIP ViT without a MAP head with pretrained_strict=False (its checkpoint's attn_pool has
     no place), so an InternViT file matches no key, timm only logs them, and the model keeps its initial weights.
     That rule put onto test_vit2: the cell that fails loudly as key-layout-mismatch turns silent-reinit, and its
-    repro, with the same rule, reproduces that in plain Python."""
+    repro, with the same rule, reproduces that in plain Python. On meta, where no value can show it, the cell names
+    the tensors no copy of the load reached."""
     import subprocess
     import sys
 
@@ -72,10 +75,15 @@ def test_a_non_strict_load_that_places_no_key_is_a_silent_reinit(monkeypatch):
     namespace: dict = {}
     exec(fault.replace("_vt.build_model_with_cfg =", "_lenient ="), namespace)
     monkeypatch.setattr(vision_transformer, "build_model_with_cfg", namespace["_lenient"])
-    internvit = Scenario("test_vit2", "foreign", Override.of("internvit", layout="internvit"))
+    internvit = Scenario("test_vit2", "foreign", Override.of("internvit", layout="internvit"), meta=meta)
     result = run_scenario(internvit, SourceCache())
     assert (result.status, result.signature) == ("failed", "silent-reinit"), result.message
-    assert "blocks.0.norm1.weight" in result.message  # left at its ones by a load that reported success
+    if meta:  # every tensor but the five whose InternViT names are timm's own (reg_token, fc_norm, head)
+        state = timm.create_model("test_vit2", pretrained=False).state_dict()
+        assert result.evidence["counts"]["unwritten"] == len(state) - 5, result.message
+        assert "never written by the load" in result.message
+    else:
+        assert "blocks.0.norm1.weight" in result.message  # left at its ones by a load that reported success
     repro = result.repro.replace("\nimport timm\n", "\nimport timm\n" + fault, 1)
     assert repro != result.repro
     done = subprocess.run([sys.executable, "-c", repro], capture_output=True, text=True, timeout=600)

@@ -8,10 +8,12 @@ import subprocess
 import sys
 import tempfile
 
+import timm
 import torch
 from timm.models import vision_transformer
 
 from compat_tests.core.scenario import BASE, Override, Scenario, parse_id
+from compat_tests.judge.expected import rightly_fresh
 from compat_tests.run.runner import run_scenario
 from compat_tests.source.meta import MetaShapes, meta_limitation
 from compat_tests.source.models import SourceCache
@@ -157,6 +159,44 @@ def test_a_filter_that_renames_keys_is_caught_and_its_repro_fails_the_same_way(m
         script.flush()
         done = subprocess.run([sys.executable, script.name], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "OK: keys, shapes and dtypes survive" in done.stdout, done.stderr[-2000:]
+
+
+def test_a_tensor_a_lenient_load_never_writes_is_named_and_a_rightly_fresh_head_is_not(monkeypatch):
+    """A class-count override makes load_pretrained drop the checkpoint's head and load non-strict: the head stays
+    as built, rightly. A filter that also drops another key then goes unreported by timm; on meta no value shows
+    it, but no copy reached it, and the cell names that tensor alone as silent-reinit."""
+    override = Override.of("num_classes_10", num_classes=10)
+    assert _run("test_vit2", "pretrained_file", override).status == "passed"
+    real = vision_transformer.checkpoint_filter_fn
+
+    def dropping(state_dict, model, *args, **kwargs):
+        return {k: v for k, v in real(state_dict, model, *args, **kwargs).items() if k != "blocks.0.norm1.weight"}
+
+    monkeypatch.setattr(vision_transformer, "checkpoint_filter_fn", dropping)
+    result = _run("test_vit2", "pretrained_file", override)
+    assert (result.status, result.signature) == ("failed", "silent-reinit"), result.message
+    assert result.evidence["unwritten"] == ["blocks.0.norm1.weight"], result.evidence
+
+
+def test_a_first_conv_no_helper_adapts_is_rightly_fresh_and_a_conv_kernel_is_not(monkeypatch):
+    """timm's adapt_input_conv adapts only Conv2d kernels; for a Linear patch projection (Gemma4's input_proj) it
+    raises NotImplementedError and load_pretrained keeps the layer's init, with a warning: what the loader documents,
+    so the in_chans cell passes. The same fallback taken for a Conv2d stem is a failure."""
+    from timm.models import _builder
+
+    gemma = "gemma4_vit_167m_enc"
+    assert _run(gemma, "pretrained_file", Override.of("in_chans_1", in_chans=1)).status == "passed"
+    with MetaShapes():
+        plain, one = (timm.create_model(gemma, **k) for k in ({}, {"in_chans": 1}))
+    assert rightly_fresh(plain, one) == ["patch_embed.input_proj.weight"]
+
+    def gives_up(*args, **kwargs):
+        raise NotImplementedError("the fault: no kernel adapted")
+
+    monkeypatch.setattr(_builder, "adapt_input_conv", gives_up)
+    result = _run("test_vit2", "pretrained_file", Override.of("in_chans_1", in_chans=1))
+    assert (result.status, result.signature) == ("failed", "silent-reinit"), result.message
+    assert result.evidence["unwritten"] == ["patch_embed.proj.weight"], result.evidence
 
 
 def test_meta_limitations_are_told_apart_from_load_failures():

@@ -39,6 +39,8 @@ class Evidence:
     value_mismatches: list[tuple[str, float]] = field(default_factory=list)
     # keys among value_mismatches whose loaded tensor is still the initialiser's constant
     at_init: list[str] = field(default_factory=list)
+    # on meta, where no value shows it: keys of a model built to be loaded into that the load never wrote
+    unwritten: list[str] = field(default_factory=list)
     # non-persistent buffers (computed by the model, never saved) whose values differ from a normal build
     buffer_mismatches: list[str] = field(default_factory=list)
     # compare_outputs() result, or None when no forward ran
@@ -59,6 +61,7 @@ class Evidence:
             or self.shape_mismatches
             or self.dtype_mismatches
             or self.value_mismatches
+            or self.unwritten
             or self.buffer_mismatches
             or self.exception
             or self.extra_failure
@@ -68,7 +71,7 @@ class Evidence:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         for key in ("missing_keys", "unexpected_keys", "shape_mismatches", "dtype_mismatches",
-                    "value_mismatches", "at_init", "buffer_mismatches"):
+                    "value_mismatches", "at_init", "unwritten", "buffer_mismatches"):
             data["counts"][key] = len(data[key])
             data[key] = data[key][:MAX_KEYS if key.endswith("_keys") else MAX_LISTED]
         return data

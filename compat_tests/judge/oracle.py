@@ -15,6 +15,7 @@ import torch
 
 from ..core.evidence import Evidence, from_exception
 from ..source.models import SourceModel, nonpersistent_buffers
+from .expected import rightly_fresh
 
 # Relative to the reference output's largest magnitude (at least 1).
 OUTPUT_RTOL = 1e-5
@@ -126,12 +127,18 @@ def outputs_against(evidence: Evidence, reference: torch.nn.Module, want: torch.
     return evidence
 
 
-def judge_structure(source: SourceModel, loaded: dict[str, Any]) -> Evidence:
+def judge_structure(source: SourceModel, loaded: dict[str, Any],
+                    written: Callable[[torch.Tensor], bool] | None = None) -> Evidence:
     """Evidence for a structural (meta-device) cell: keys, shapes and dtypes.
 
     When the loaded model was built with an override the source was not (a checkpoint adapted on load),
     its own build defines its keys and shapes and the loader's strict load has already checked them
     against the checkpoint; what is left to compare is the dtypes and what the loader reported.
+
+    `written` is given for a path that builds a model only to load into it (`LoadingPath.loads_into_build`):
+    whether a `copy_` of the load wrote a tensor (`MetaShapes.wrote`). No value shows on meta whether the load
+    reached every tensor, so those no copy wrote are named (`unwritten`): the tensors the numeric judge would find
+    still at their init, unlike the perturbed source.
     """
     module: torch.nn.Module = loaded["model"]
     overridden = dict(loaded.get("kwargs") or source.kwargs) != dict(source.kwargs)
@@ -141,7 +148,22 @@ def judge_structure(source: SourceModel, loaded: dict[str, Any]) -> Evidence:
     report = diff_structure(expected, actual, shapes=not overridden)
     if overridden:
         report["unexpected"] = []
-    return state_evidence(report, loaded)
+    evidence = state_evidence(report, loaded)
+    if written is not None:
+        evidence.unwritten = unwritten(module, written, rightly_fresh(source.model, module))
+    return evidence
+
+
+def unwritten(model, was_written, fresh=()):
+    """Keys of `model`'s state whose tensor the load never wrote (`was_written(tensor)` is False), leaving out
+    `fresh` and what the source's perturbation leaves alone (integer index tables, empty tensors): a build computes
+    those as the source's build did, so their values prove nothing either way. (A tensor of only infinities, which
+    the perturbation leaves alone too, cannot be told apart on meta: it counts.)
+
+    Standalone on purpose: structural repro scripts embed this function's source verbatim.
+    """
+    return [key for key, tensor in model.state_dict(keep_vars=True).items()
+            if key not in fresh and tensor.is_floating_point() and tensor.numel() and not was_written(tensor)]
 
 
 def module_differences(expected: torch.nn.Module, actual: torch.nn.Module, limit: int = 16

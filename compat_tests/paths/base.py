@@ -75,10 +75,12 @@ class LoadingPath:
     # judge reads only what the load did (cross_version) skips that build: across the registry it is most of
     # the cost.
     builds_source: bool = True
-    # Whether the roundtrip's builds draw random initialisers from a fixed pool (source/quick_init.py): for paths
-    # that build a model only to load every tensor into it, where the draws are most of a big model's build.
+    # Whether the roundtrip builds a model only to load a file into it (load_state_dict copying every tensor in), so
+    # that a tensor the load does not write keeps its initial value. Two things follow: its builds draw random
+    # initialisers from a fixed pool (source/quick_init.py), since the load overwrites them; and on meta, where no
+    # value can show a tensor left at init, the structural judge names the ones no copy reached (oracle.unwritten).
     # Not for a build that is itself the check (create_model), nor paths that trace or export what they build.
-    quick_init: bool = False
+    loads_into_build: bool = False
     # The cells a default structural run gives this path for a model. Collection asks it of all 1,371
     # architectures, so it must not build the model (the full override axis does).
     structural_cells: Callable[[str], list[Override]] = base_only

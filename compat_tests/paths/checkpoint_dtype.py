@@ -145,5 +145,5 @@ PATH = LoadingPath(
     # The source is built plain; the override names how it is saved and loaded, not how it is built.
     source_kwargs=lambda override: {},
     check=HALF,
-    quick_init=True,
+    loads_into_build=True,
 )

@@ -184,5 +184,5 @@ PATH = LoadingPath(
     applies=foreign_applies,
     source_kwargs=foreign_source_kwargs,
     check=FOREIGN,
-    quick_init=True,
+    loads_into_build=True,
 )

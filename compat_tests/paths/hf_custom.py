@@ -59,5 +59,5 @@ PATH = LoadingPath(
     roundtrip=hf_custom_roundtrip,
     helpers=(vision_tower_classes,),
     requires=lambda: missing("transformers", "4.30", "a PreTrainedModel wrapper"),
-    quick_init=True,
+    loads_into_build=True,
 )

@@ -23,5 +23,5 @@ PATH = LoadingPath(
     roundtrip=hf_to_timm_roundtrip,
     helpers=(load_timm_wrapper, hf_auto_roundtrip, load_local_dir),
     requires=lambda: missing(*TIMM_WRAPPER) or missing(*LOCAL_DIR),
-    quick_init=True,
+    loads_into_build=True,
 )

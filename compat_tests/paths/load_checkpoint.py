@@ -62,5 +62,5 @@ PATH = LoadingPath(
     applies=load_checkpoint_applies,
     source_kwargs=lambda override: {},  # a plain checkpoint, loaded into the overridden model
     check=ADAPTED,
-    quick_init=True,
+    loads_into_build=True,
 )

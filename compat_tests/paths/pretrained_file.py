@@ -34,5 +34,5 @@ PATH = LoadingPath(
     # The checkpoint is the plain model's; the override applies only when loading it.
     source_kwargs=lambda override: {},
     check=ADAPTED,
-    quick_init=True,
+    loads_into_build=True,
 )

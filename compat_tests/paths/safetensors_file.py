@@ -23,5 +23,5 @@ PATH = LoadingPath(
     roundtrip=safetensors_roundtrip,
     helpers=(strict_load,),
     requires=lambda: missing("safetensors", "0.3", "the safetensors path"),
-    quick_init=True,
+    loads_into_build=True,
 )

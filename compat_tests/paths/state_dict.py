@@ -31,5 +31,5 @@ PATH = LoadingPath(
     helpers=(strict_load,),
     structural=True,
     structural_default=False,
-    quick_init=True,
+    loads_into_build=True,
 )

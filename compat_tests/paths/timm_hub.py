@@ -28,5 +28,5 @@ PATH = LoadingPath(
     helpers=(load_local_dir,),
     structural=True,
     requires=lambda: missing(*LOCAL_DIR),
-    quick_init=True,
+    loads_into_build=True,
 )

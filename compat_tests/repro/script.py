@@ -15,7 +15,15 @@ import textwrap
 from collections.abc import Callable
 from typing import Any
 
-from ..judge.oracle import OUTPUT_RTOL, compare_outputs, diff_state, diff_structure, module_differences
+from ..judge.expected import rightly_fresh
+from ..judge.oracle import (
+    OUTPUT_RTOL,
+    compare_outputs,
+    diff_state,
+    diff_structure,
+    module_differences,
+    unwritten,
+)
 from ..paths.base import LoadingPath
 from ..signatures.catalog import BY_NAME, CATALOG
 from ..signatures.detect import AS_RECORDED
@@ -33,6 +41,7 @@ from .templates import (
     PREPARE,
     PREPARE_META,
     WATCH,
+    CopyTargets,
     adapted_misses,
     announce,
     key_renames,
@@ -115,7 +124,7 @@ def script(
     else:
         parts.append(ENVIRONMENT + IMPORTS)
     seen: set[str] = {obj.__name__ for obj in verdict} if process else set()
-    shared = (perturb_, diff_structure) if meta else \
+    shared = (perturb_, diff_structure, CopyTargets, unwritten, rightly_fresh) if meta else \
         (perturb_, make_input, diff_state, compare_outputs, nonpersistent_buffers, left_at_init, module_differences)
     # A path with its own repro body calls its own helpers (its roundtrip reads the suite's inputs).
     own = () if path.check.repro else (path.roundtrip,)
@@ -131,7 +140,8 @@ def script(
     else:
         parts.append(("" if process else EXPECT.format(expected=expected) + "\n") + OBSERVE)
     fields = {"spec": spec, "input_size": tuple(input_size), "batch": BATCH, "roundtrip": path.roundtrip.__name__,
-              "rtol": OUTPUT_RTOL, "device": meta_device, "conclude": CONCLUDE if expected else ""}
+              "rtol": OUTPUT_RTOL, "device": meta_device, "conclude": CONCLUDE if expected else "",
+              "into_build": path.loads_into_build}
     if path.check.repro:
         parts.append(path.check.repro.format(**fields))
     elif meta:

@@ -10,6 +10,8 @@ and "unfused_exports". The verdict reads it, and the exception when one escapes 
 
 from __future__ import annotations
 
+import torch
+
 from ..source.models import BUILD_SOURCE
 
 # Builds the source, saves and loads it; leaves `x`, `reference`, `expected_state`, `loaded`, and the model whose
@@ -70,7 +72,8 @@ spec = {spec!r}
 with torch.device("{device}"):
     source = timm.create_model(spec["name"], pretrained=False, **spec["source_kwargs"]).eval()
     expected_state = source.state_dict()
-    loaded = {roundtrip}(source, tempfile.mkdtemp(dir=WORKDIR), spec)  # an exception here is the failure
+    with CopyTargets() as copies:  # what the load writes: on meta, the only trace it leaves
+        loaded = {roundtrip}(source, tempfile.mkdtemp(dir=WORKDIR), spec)  # an exception here is the failure
 '''
 
 # As oracle.judge_structure: a model built with an override defines its own shapes.
@@ -85,6 +88,10 @@ report["reported_missing"] = list(loaded.get("missing_keys") or [])
 report["reported_unexpected"] = list(loaded.get("unexpected_keys") or [])
 FOUND["state"] = report
 problems = {{k: v[:10] for k, v in report.items() if v}}
+if {into_build}:  # a model built only to be loaded into: a tensor no copy reached kept its initial value
+    FOUND["at_init"] = unwritten(loaded["model"], copies.written, rightly_fresh(source, loaded["model"]))
+    if FOUND["at_init"]:
+        problems["never written by the load"] = FOUND["at_init"][:10]
 print("problems:", problems)
 assert not problems, "the load does not keep the saved model's keys, shapes and dtypes"
 print("OK: keys, shapes and dtypes survive the load")
@@ -133,6 +140,27 @@ WATCH = '''# The time the matrix gave the cell (pytest --timeout); `python repro
 LIMIT_S = float(sys.argv[1]) if len(sys.argv) > 1 else {limit_s!r}
 EXPECTED = watch_in_child(EXPECTED, LIMIT_S)  # returns only in the child, which runs the cell with no verdict
 '''
+
+
+class CopyTargets(torch.overrides.TorchFunctionMode):
+    """While active, records the tensors a `copy_` writes into: load_state_dict's `param.copy_(value)`, the only
+    trace a load leaves on the meta device.
+
+    Standalone on purpose: structural repro scripts embed this class's source verbatim.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.targets = {}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        result = func(*args, **(kwargs or {}))
+        if func is torch.Tensor.copy_:
+            self.targets[id(args[0])] = args[0]  # held, so that no other tensor takes its id
+        return result
+
+    def written(self, tensor):
+        return self.targets.get(id(tensor)) is tensor
 
 
 def left_at_init(spec, kwargs, actual, keys):

@@ -8,6 +8,7 @@ import difflib
 import time
 import traceback
 from collections.abc import Callable
+from functools import partial
 
 from ..core.evidence import Evidence, NotApplicable, from_exception
 from ..core.result import Result
@@ -19,7 +20,7 @@ from ..paths.base import LoadingPath
 from ..paths.support.workarounds import WORKAROUNDS
 from ..repro.script import script
 from ..signatures.catalog import classify, is_limitation
-from ..source.meta import META_BUILDS, MetaShapesCpuFactories, meta_limitation
+from ..source.meta import META_BUILDS, MetaShapes, MetaShapesCpuFactories, meta_limitation
 from ..source.models import DEFAULT_SEED, SourceCache, SourceModel
 from ..source.quick_init import QuickInit
 from .workdirs import workdir
@@ -130,8 +131,9 @@ def _load_and_judge(scenario: Scenario, path: LoadingPath, source: SourceModel, 
         builds = _builds(scenario, path, source)
         try:
             for tried, building in enumerate(builds, 1):
+                context = building()
                 try:
-                    with building():
+                    with context:
                         loaded = path.roundtrip(source.model, folder, spec)
                     break
                 except Exception as e:
@@ -144,7 +146,10 @@ def _load_and_judge(scenario: Scenario, path: LoadingPath, source: SourceModel, 
             if undo is not None:
                 undo()
         try:
-            judge = (path.check.structure or judge_structure) if scenario.meta else path.check.judge
+            judge = path.check.judge
+            if scenario.meta:  # what a load into a build wrote is seen only by the meta context it ran under
+                written = context.wrote if path.loads_into_build and isinstance(context, MetaShapes) else None
+                judge = path.check.structure or partial(judge_structure, written=written)
             return _built_with(judge(source, loaded), building)
         except NotApplicable as e:
             raise _stop(result, "skipped", f"not applicable: {e}") from None
@@ -165,7 +170,7 @@ def _builds(scenario: Scenario, path: LoadingPath, source: SourceModel
     whose builds are only loaded into (source/quick_init.py says why that proves the same)."""
     if scenario.meta:
         return (source.meta_context,) if source.meta_context is MetaShapesCpuFactories else META_BUILDS
-    return (QuickInit if path.quick_init else contextlib.nullcontext,)
+    return (QuickInit if path.loads_into_build else contextlib.nullcontext,)
 
 
 def _conclude(result: Result, evidence: Evidence, path: LoadingPath, spec: dict, input_size: tuple[int, ...],

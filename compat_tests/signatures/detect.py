@@ -32,7 +32,8 @@ class Signature:
     # A tool's known limit (an exporter that cannot handle an architecture), not a loading failure: the
     # runner records such cells as skipped, keeping signature, message, evidence and repro.
     limitation: bool = False
-    # Seen only in tensor values or outputs, so a structural (meta-device) cell can never show it.
+    # Seen in tensor values or outputs, which a structural (meta-device) cell lacks, so its passing there is no sign
+    # the failure is gone (silent-reinit shows on meta only where a path loads into a build: `Evidence.unwritten`).
     needs_values: bool = False
     # What a repro of it checks (repro/templates.signature_holds): keys, values, buffers, outputs, raised,
     # adapted or process; and for `raised`, the exception's type (None: any) and the pattern its message has (for

@@ -180,9 +180,13 @@ def buffer_not_rebuilt(ev: Evidence) -> str | None:
 
 
 def silent_reinit(ev: Evidence) -> str | None:
-    if not ev.at_init or ev.missing_keys:
+    if ev.missing_keys:
         return None
-    return f"{len(ev.at_init)} tensor(s) still hold their initial value: {some(ev.at_init)}"
+    if ev.at_init:
+        return f"{len(ev.at_init)} tensor(s) still hold their initial value: {some(ev.at_init)}"
+    if ev.unwritten:  # a structural cell: no value to compare, but no copy reached them
+        return f"{len(ev.unwritten)} tensor(s) never written by the load: {some(ev.unwritten)}"
+    return None
 
 
 def tensor_mismatch(ev: Evidence) -> str | None:

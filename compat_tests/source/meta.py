@@ -131,12 +131,13 @@ class _Handling(NamedTuple):
     value_only: bool  # an initialiser or in-place value op: skipped when it touches only its meta target
     ruled: bool  # has a shape rule, read from `_SHAPE_RULES` at each call (the selftests swap rules in)
     constructor: bool  # a factory that takes `device=`: made on meta unless the call names a device
+    copy: bool  # `Tensor.copy_`: its target is recorded as written (`MetaShapes.wrote`)
 
 
 def _handling_of(func: Any) -> _Handling | None:
     """What `MetaShapes` does with `func` beyond calling it; None for nothing (most of a build's calls)."""
     handling = _Handling(getattr(func, "__name__", "") in _VALUE_ONLY, func in _SHAPE_RULES,
-                         func in _device_constructors())
+                         func in _device_constructors(), func is torch.Tensor.copy_)
     return handling if any(handling) else None
 
 
@@ -150,6 +151,15 @@ class MetaShapes(DeviceContext):
 
     def __init__(self) -> None:
         super().__init__("meta")
+        # The tensors a `copy_` wrote into while this context was active, by id, held so that no other tensor takes
+        # the id. On meta a load leaves no value behind: load_state_dict's `param.copy_(input_param)` is its only
+        # trace, and a tensor no copy reached kept its initial value.
+        self.written: dict[int, torch.Tensor] = {}
+
+    def wrote(self, tensor: torch.Tensor) -> bool:
+        """Whether a `copy_` under this context wrote into `tensor` (a parameter or buffer object itself, as
+        `state_dict(keep_vars=True)` gives it)."""
+        return self.written.get(id(tensor)) is tensor
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         try:
@@ -165,6 +175,11 @@ class MetaShapes(DeviceContext):
                     _only_touches(target, kwargs.values()):
                 return target
         elif handling.ruled and (result := _SHAPE_RULES[func](*args, **kwargs)) is not NotImplemented:
+            return result
+        elif handling.copy:
+            result = func(*args, **kwargs)
+            target = args[0] if args else kwargs["self"]
+            self.written[id(target)] = target
             return result
         if handling.constructor and kwargs.get("device") is None:
             kwargs["device"] = self.device

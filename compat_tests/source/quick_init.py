@@ -15,7 +15,7 @@ What a cell proves stays as it was:
 
 The cell's repro builds with the real initialisers: only values the loader never filled can differ. The
 cell that proves a seeded build is deterministic (`create_model`) keeps them, as does every path that does not
-opt in (`LoadingPath.quick_init`).
+opt in (`LoadingPath.loads_into_build`).
 """
 
 from __future__ import annotations
