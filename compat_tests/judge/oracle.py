@@ -142,7 +142,8 @@ def judge_structure(source: SourceModel, loaded: dict[str, Any],
     """
     module: torch.nn.Module = loaded["model"]
     overridden = dict(loaded.get("kwargs") or source.kwargs) != dict(source.kwargs)
-    expected, actual = source.model.state_dict(), module.state_dict()
+    # The tensors themselves (keep_vars), which `written` knows by identity; shapes and dtypes are theirs too.
+    expected, actual = source.model.state_dict(), module.state_dict(keep_vars=True)
     if overridden:
         expected = {k: v for k, v in expected.items() if k in actual}
     report = diff_structure(expected, actual, shapes=not overridden)
@@ -150,19 +151,20 @@ def judge_structure(source: SourceModel, loaded: dict[str, Any],
         report["unexpected"] = []
     evidence = state_evidence(report, loaded)
     if written is not None:
-        evidence.unwritten = unwritten(module, written, rightly_fresh(source.model, module))
+        evidence.unwritten = unwritten(actual, written, rightly_fresh(source.model, module))
     return evidence
 
 
-def unwritten(model, was_written, fresh=()):
-    """Keys of `model`'s state whose tensor the load never wrote (`was_written(tensor)` is False), leaving out
+def unwritten(state, was_written, fresh=()):
+    """Keys of `state` (a model's `state_dict(keep_vars=True)`: the tensors themselves) that the load never wrote
+    (`was_written(tensor)` is False), leaving out
     `fresh` and what the source's perturbation leaves alone (integer index tables, empty tensors): a build computes
     those as the source's build did, so their values prove nothing either way. (A tensor of only infinities, which
     the perturbation leaves alone too, cannot be told apart on meta: it counts.)
 
     Standalone on purpose: structural repro scripts embed this function's source verbatim.
     """
-    return [key for key, tensor in model.state_dict(keep_vars=True).items()
+    return [key for key, tensor in state.items()
             if key not in fresh and tensor.is_floating_point() and tensor.numel() and not was_written(tensor)]
 
 

@@ -89,7 +89,8 @@ report["reported_unexpected"] = list(loaded.get("unexpected_keys") or [])
 FOUND["state"] = report
 problems = {{k: v[:10] for k, v in report.items() if v}}
 if {into_build}:  # a model built only to be loaded into: a tensor no copy reached kept its initial value
-    FOUND["at_init"] = unwritten(loaded["model"], copies.written, rightly_fresh(source, loaded["model"]))
+    FOUND["at_init"] = unwritten(loaded["model"].state_dict(keep_vars=True), copies.written,
+                                 rightly_fresh(source, loaded["model"]))
     if FOUND["at_init"]:
         problems["never written by the load"] = FOUND["at_init"][:10]
 print("problems:", problems)
