@@ -42,7 +42,9 @@ def test_the_cross_version_tier_is_split_by_kind_of_old_file(tmp_path):
     # The split adds up to the run's cell seconds (rounding once, at the end, not per cell).
     assert abs(sum(v["cell_s"] for v in figures["by_kind"].values()) - figures["cell_seconds"]) < 0.5
     line, kinds = bench.render({"cross_version_tier": figures})[1:3]
-    assert line.startswith("cross-version tier") and "(goal < 600 s) met" in line
+    # The verdict follows the figure (a cold cache of older releases' files can take this run past the goal).
+    verdict = "met" if figures["wall_s"] < bench_tiers.CROSS_VERSION_GOAL_S else "NOT met"
+    assert line.startswith("cross-version tier") and f"(goal < 600 s) {verdict} " in line
     assert "pickle" in kinds and "cells" in kinds
 
 

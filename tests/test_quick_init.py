@@ -55,9 +55,9 @@ def test_draws_that_mean_something_else_run_as_they_are():
 
 def test_the_paths_that_build_only_to_load_opt_in_and_the_seeded_rebuild_does_not():
     paths = all_paths()
-    assert paths["create_model"].quick_init is False  # its build is the check: the seeded values must be drawn
+    assert paths["create_model"].loads_into_build is False  # its build is the check: the seeded values must be drawn
     loaded_into = ("state_dict", "safetensors", "timm_hub", "pretrained_file", "hf_custom")
-    assert all(paths[name].quick_init for name in loaded_into)
+    assert all(paths[name].loads_into_build for name in loaded_into)
 
 
 def _loader_drops(key):
