@@ -29,10 +29,10 @@ from .run.memory import MemoryBudgetError, parse_size  # noqa: E402
 from .run.plan import Options, Plan, make_plan, selected_paths  # noqa: E402
 from .run.progress import Progress, RunTime  # noqa: E402
 from .run.resume import last_run  # noqa: E402
-from .run.selection import SelectionError, parse_count  # noqa: E402
+from .run.selection import SelectionError, parse_count, split_globs  # noqa: E402
 from .run.session import MatrixSession, new_run_id  # noqa: E402
 from .run.sharding import ShardError, parse_shard  # noqa: E402
-from .run.tiers import TIERS  # noqa: E402
+from .run.tiers import SMOKE, TIERS  # noqa: E402
 from .run.workdirs import sweep  # noqa: E402
 from .run.workers import Clock, XdistHooks, threads_per_worker, tune_collector, worker_run_id  # noqa: E402
 from .signatures import known_failures  # noqa: E402
@@ -184,7 +184,11 @@ def _fill_pickle_cache(config: pytest.Config) -> None:
         # between these lines and a CI log must show them as they come.
         print(f"timm-compat: {line}", file=sys.stderr, flush=True)
 
-    for producer, problem in snapshots.ensure_pickles(snapshots.producers(), say).items():
+    # Only what this run can read: its --models globs, the smoke list, or (the other tiers) the whole registry.
+    # --exclude and --max-params are left to collection: a few pickles too many cost less than a second pass.
+    models = split_globs(config.getoption("models")) or (
+        list(SMOKE) if config.getoption("tier") == "smoke" else None)
+    for producer, problem in snapshots.ensure_pickles(snapshots.producers(), say, models).items():
         say(f"{producer}: the pickle cache could not be generated: {problem}")
 
 

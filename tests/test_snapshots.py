@@ -189,6 +189,22 @@ def test_missing_pickles_counts_an_empty_cache_and_ensure_leaves_complete_ones_a
     assert said == []
 
 
+def test_a_cold_cache_is_refilled_with_only_the_models_a_run_reads(tmp_path, monkeypatch):
+    """A one-model run on a fresh machine generates that model's pickle, not the release's whole registry (which
+    took minutes per release): the real generator, the real producer release, an empty cache."""
+    monkeypatch.setattr(snapshots, "CACHE", tmp_path)
+    producer = "timm1.0.30"
+    assert snapshots.missing_pickles(producer, ["test_vit"]) == 1
+    assert snapshots.missing_pickles(producer, ["test_vi?", "no_such_model"]) == 1
+    said: list[str] = []
+    assert snapshots.ensure_pickles([producer], said.append, ["test_vit"]) == {}
+    assert [p.name for p in (tmp_path / producer).iterdir()] == ["test_vit.pt"]
+    assert snapshots.verify_pickle(producer, "test_vit") is None
+    assert snapshots.missing_pickles(producer, ["test_vit"]) == 0
+    assert snapshots.missing_pickles(producer) > 1000  # the rest of the registry is still absent
+    assert any("generated 1 pickles" in line for line in said), said
+
+
 def test_the_variant_meta_context_builds_todays_timm_with_parameters_on_meta():
     with MetaShapesCpuFactories():
         schedule = torch.linspace(0, 0.1, 4)  # what timm 0.9 reads with .item() while building

@@ -15,6 +15,7 @@ producer file is decompressed and parsed at most once per process, when first ne
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import lzma
@@ -295,10 +296,11 @@ def _names_digest(names: list[str]) -> str:
     return hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()
 
 
-def missing_pickles(producer: str) -> int:
+def missing_pickles(producer: str, models: list[str] | None = None) -> int:
     """How many of the producer's committed pickles the cache lacks (absent files; a present file with the wrong
-    sha256 is refused by `verify_pickle` when used). A directory listing when the cache is complete: the
-    manifest holds the digest of the names it must contain."""
+    sha256 is refused by `verify_pickle` when used), among the architectures the `models` globs match (None:
+    all). A directory listing when the cache is complete: the manifest holds the digest of the names it must
+    contain."""
     expected = _entry(producer).get("pickles")
     if not expected:
         return 0
@@ -307,16 +309,21 @@ def missing_pickles(producer: str) -> int:
     if len(present) == expected["count"] and _names_digest(present) == expected["names_sha256"]:
         return 0
     have = set(present)
-    return sum(1 for arch, items in _records(producer).items() if _load(items.get("pickle")) and arch not in have)
+    return sum(1 for arch, items in _records(producer).items() if _load(items.get("pickle")) and arch not in have
+               and (models is None or any(fnmatch.fnmatchcase(arch, g) for g in models)))
 
 
-def ensure_pickles(producers: list[str], log: Callable[[str], None]) -> dict[str, str]:
+def ensure_pickles(producers: list[str], log: Callable[[str], None],
+                   models: list[str] | None = None) -> dict[str, str]:
     """Generate the pickles the cache lacks for these producers (`generate.py --pickles-only`, which checks every
-    one against the committed sha256), saying what it does and how long it took. Returns {producer: why} for
-    those that are still incomplete (no package registry, a pickle that came out different): never silent."""
+    one against the committed sha256), saying what it does and how long it took. `models` (fnmatch globs; None:
+    the whole registry) limits it to what a run will read: a one-model run on a cold cache costs seconds per
+    release, not minutes. Returns {producer: why} for those that are still incomplete (no package registry, a
+    pickle that came out different): never silent."""
     problems = {}
+    only = ["--models", ",".join(models)] if models is not None else []
     for producer in producers:
-        missing = missing_pickles(producer)
+        missing = missing_pickles(producer, models)
         if not missing:
             continue
         entry = _entry(producer)
@@ -326,9 +333,9 @@ def ensure_pickles(producers: list[str], log: Callable[[str], None]) -> dict[str
             f"expect up to ~{estimate:.0f}s)")
         started = time.monotonic()
         proc = subprocess.run([sys.executable, str(GENERATOR), "--pickles-only", "--producer", producer,
-                               "--cache", str(CACHE)], capture_output=True, text=True)
+                               "--cache", str(CACHE), *only], capture_output=True, text=True)
         took = time.monotonic() - started
-        left = missing_pickles(producer)
+        left = missing_pickles(producer, models)
         if proc.returncode == 0 and not left:
             log(f"{producer}: generated {missing} pickles in {took:.0f}s")
             continue
