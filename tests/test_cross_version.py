@@ -29,7 +29,10 @@ TIMM_PRODUCERS = [p for p in snapshots.producers() if p.startswith("timm")]
 
 
 def _cells(model: str, kinds: tuple[str, ...]) -> list[Result]:
-    """Every snapshot cell of `model` of those kinds, run on the meta device as the cross-version tier runs it."""
+    """Every snapshot cell of `model` of those kinds, run on the meta device as the cross-version tier runs it.
+    Its pickles are generated first where the cache lacks them, as the tier's session does for what it selects."""
+    if "pickle" in kinds:
+        assert not (problems := snapshots.ensure_pickles(TIMM_PRODUCERS, print, [model])), problems
     cache = SourceCache()
     return [run_scenario(Scenario(model, "cross_version", override, meta=True), cache)
             for override in cross_version_overrides(model) if override.as_dict()["cv_kind"] in kinds]
