@@ -179,3 +179,21 @@ def test_a_space_to_depth_stem_is_adapted_to_one_channel_and_kept_at_init_for_fo
     four = _run("tresnet_m", Override.of("in_chans_4", in_chans=4))
     assert four.status == "passed", four.message
     assert four.evidence["extra"]["fresh"] == ["body.conv1.conv.weight"]
+
+
+def test_a_pos_embed_without_a_patch_grid_is_judged_as_it_stands_and_a_resize_of_it_is_refused():
+    """Hiera keeps a (1, tokens, dim) pos_embed beside a PatchEmbed with no grid_size: a load that keeps its shape
+    is judged like any other (it was a harness error), and the oracle refuses to guess a resize it cannot compute."""
+    import pytest
+    import timm
+
+    from compat_tests.core.scenario import BASE
+    from compat_tests.judge.expected import adapted_state
+
+    for override in (BASE, Override.of("in_chans_4", in_chans=4)):
+        result = _run("hiera_tiny_224", override)
+        assert result.status == "passed", (override, result.signature, result.message)
+    with torch.device("meta"):
+        source, reference = timm.create_model("hiera_tiny_224"), timm.create_model("hiera_tiny_224", img_size=147)
+    with pytest.raises(NotImplementedError, match="no patch_embed.grid_size to resample it by"):
+        adapted_state(source.state_dict(), source, reference)

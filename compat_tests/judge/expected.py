@@ -46,9 +46,14 @@ def adapted_state(source_state, source_model, reference):
             value = resample_patch_embed(value, list(want.shape[-2:]))
             adapted[key] = "patch"
         elif key == "pos_embed" and value.ndim == 3:
-            old_grid = tuple(source_model.patch_embed.grid_size)
-            new_grid = tuple(reference.patch_embed.grid_size)
-            if value.shape[1] != want.shape[1] or old_grid != new_grid:
+            # Hiera keeps a (1, tokens, dim) pos_embed beside a PatchEmbed without grid_size: with no grid to go by,
+            # an unchanged shape means nothing to resample, and a changed one is beyond this oracle (raised).
+            old_grid = tuple(getattr(getattr(source_model, "patch_embed", None), "grid_size", None) or ())
+            new_grid = tuple(getattr(getattr(reference, "patch_embed", None), "grid_size", None) or ())
+            if not (old_grid and new_grid) and value.shape[1] != want.shape[1]:
+                raise NotImplementedError(f"pos_embed goes from {tuple(value.shape)} to {tuple(want.shape)}, and "
+                                          "the model has no patch_embed.grid_size to resample it by")
+            if old_grid and new_grid and (value.shape[1] != want.shape[1] or old_grid != new_grid):
                 no_class = getattr(reference, "no_embed_class", False)
                 prefix = 0 if no_class else getattr(reference, "num_prefix_tokens", 1)
                 value = resample_abs_pos_embed(value, list(new_grid), list(old_grid), num_prefix_tokens=prefix)
