@@ -197,3 +197,24 @@ def test_a_pos_embed_without_a_patch_grid_is_judged_as_it_stands_and_a_resize_of
         source, reference = timm.create_model("hiera_tiny_224"), timm.create_model("hiera_tiny_224", img_size=147)
     with pytest.raises(NotImplementedError, match="no patch_embed.grid_size to resample it by"):
         adapted_state(source.state_dict(), source, reference)
+
+
+def test_resampling_is_held_to_the_settings_timm_binds_to_the_filter_and_a_filter_ignoring_them_is_named(
+        monkeypatch):
+    """timm binds RADIO's filter to bilinear resampling without antialias (align_corners for v3-B): a load that
+    follows them passes (it failed as patch-resample-skipped against the helpers' bicubic defaults), and a filter
+    that drops what it was bound to and resamples at the defaults is named."""
+    from compat_tests.judge.expected import resample_settings
+
+    name, override = "vit_base_patch16_radio_v3", Override.of("patch_size_32", patch_size=32)
+    assert resample_settings(name, {}) == {"interpolation": "bilinear", "antialias": False, "align_corners": True}
+    assert resample_settings("vit_small_patch16_224", {}) == {}
+    assert _run(name, override).status == "passed"
+    real = vision_transformer.checkpoint_filter_fn
+
+    def at_defaults(state_dict, model, *args, interpolation=None, antialias=None, align_corners=None, **kwargs):
+        return real(state_dict, model, *args, **kwargs)
+
+    monkeypatch.setattr(vision_transformer, "checkpoint_filter_fn", at_defaults)
+    result = _run(name, override)
+    assert (result.status, result.signature) == ("failed", "patch-resample-skipped"), result.message

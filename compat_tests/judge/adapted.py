@@ -10,7 +10,7 @@ import torch
 from ..core.evidence import Evidence, NotApplicable, said
 from ..source.models import BUILD_SOURCE, SourceModel, is_constant, make_input
 from .check import Check
-from .expected import adapted_state, input_size_for, rightly_fresh
+from .expected import adapted_state, input_size_for, resample_settings, rightly_fresh
 from .oracle import diff_state, nonpersistent_buffers, outputs_against, state_evidence
 
 
@@ -25,7 +25,8 @@ def judge_adapted(source: SourceModel, loaded: dict[str, Any]) -> Evidence:
     torch.manual_seed(source.seed)
     reference = timm.create_model(source.name, pretrained=False, **kwargs).eval()
     checkpoint = loaded.get("checkpoint_timm") or source.model.state_dict()
-    expected, fresh, adapted = adapted_state(checkpoint, source.model, reference)
+    expected, fresh, adapted = adapted_state(checkpoint, source.model, reference,
+                                             lambda: resample_settings(source.name, loaded))
     absent = [k for k, v in expected.items() if v is None]
     expected = {k: v for k, v in expected.items() if v is not None}
     actual = module.state_dict()
@@ -69,7 +70,8 @@ target = timm.create_model(spec["name"], pretrained=False, **kwargs).eval()  # a
 expected_model = target  # whose computed buffers (as built, before a forward) and layer settings the load must have
 expected_buffers = {{k: b.clone() for k, b in nonpersistent_buffers(target).items()}}
 checkpoint = CHECKPOINT
-expected_state, fresh, adapted = adapted_state(checkpoint, source, target)
+expected_state, fresh, adapted = adapted_state(checkpoint, source, target,
+                                               lambda: resample_settings(spec["name"], loaded))
 print("adapted by timm's helpers:", adapted, "| rightly fresh (not compared):", fresh)
 actual = loaded["model"].state_dict()
 absent = [k for k, v in expected_state.items() if v is None]  # the checkpoint has nothing for them
@@ -101,4 +103,4 @@ def adapted_repro_prepare(checkpoint: str = "source.state_dict()") -> str:
 
 
 # pretrained_file and load_checkpoint: the checkpoint is the plain source's own state.
-ADAPTED = Check(judge_adapted, (adapted_state, rightly_fresh), adapted_repro_prepare())
+ADAPTED = Check(judge_adapted, (adapted_state, rightly_fresh, resample_settings), adapted_repro_prepare())

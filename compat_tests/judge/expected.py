@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def adapted_state(source_state, source_model, reference):
+def adapted_state(source_state, source_model, reference, filter_settings=dict):
     """The state dict a correct adapted load gives, and the keys that are rightly fresh.
 
     `source_state` is the checkpoint in timm's layout, `source_model` a timm model of the same
@@ -20,6 +20,8 @@ def adapted_state(source_state, source_model, reference):
     correct load leaves as built (`rightly_fresh`: a head dropped for another class count, a first conv
     `adapt_input_conv` cannot adapt; their values are the loader's init, not compared),
     `adapted` maps each transformed key to the reason ("patch", "pos", "rel_pos", "in_chans").
+    `filter_settings()` gives the interpolation settings the load's filter was bound to (`resample_settings`),
+    asked at the first resample only.
 
     Standalone on purpose: repro scripts embed this function's source verbatim.
     """
@@ -34,6 +36,7 @@ def adapted_state(source_state, source_model, reference):
     conv_keys = {c + ".weight" for c in first_convs}
 
     expected, fresh, adapted = {}, [], {}
+    settings = None
     for key, want in target.items():
         if key in fresh_keys:
             fresh.append(key)  # the loader must keep the model's own (a dropped head, an unadaptable first conv)
@@ -43,7 +46,9 @@ def adapted_state(source_state, source_model, reference):
             continue
         value = source_state[key]
         if key.endswith("patch_embed.proj.weight") and value.ndim == 4 and value.shape[-2:] != want.shape[-2:]:
-            value = resample_patch_embed(value, list(want.shape[-2:]))
+            settings = filter_settings() if settings is None else settings
+            value = resample_patch_embed(value, list(want.shape[-2:]), **{
+                k: v for k, v in settings.items() if k in ("interpolation", "antialias")})
             adapted[key] = "patch"
         elif key == "pos_embed" and value.ndim == 3:
             # Hiera keeps a (1, tokens, dim) pos_embed beside a PatchEmbed without grid_size: with no grid to go by,
@@ -56,7 +61,9 @@ def adapted_state(source_state, source_model, reference):
             if old_grid and new_grid and (value.shape[1] != want.shape[1] or old_grid != new_grid):
                 no_class = getattr(reference, "no_embed_class", False)
                 prefix = 0 if no_class else getattr(reference, "num_prefix_tokens", 1)
-                value = resample_abs_pos_embed(value, list(new_grid), list(old_grid), num_prefix_tokens=prefix)
+                settings = filter_settings() if settings is None else settings
+                value = resample_abs_pos_embed(value, list(new_grid), list(old_grid), num_prefix_tokens=prefix,
+                                               **settings)
                 adapted[key] = "pos"
         elif key.endswith("relative_position_bias_table") and value.ndim in (2, 3):
             # Swin, BEiT and MaxViT filters resize a window's table to the owning module's window
@@ -75,6 +82,40 @@ def adapted_state(source_state, source_model, reference):
             adapted[key] = "in_chans" if key not in adapted else adapted[key] + "+in_chans"
         expected[key] = value
     return expected, fresh, adapted
+
+
+def resample_settings(name, loaded):
+    """The interpolation settings the load's checkpoint filter was bound to; {} for the helpers' defaults.
+
+    timm binds some per architecture where it builds the filter it hands `load_pretrained` (FlexiViT and RADIO
+    resample bilinear without antialias, RADIO v3-B/H with align_corners): read from the filter a meta build with
+    pretrained=True passes, with `load_pretrained` itself held back. A loader handed a filter by its caller
+    (`load_checkpoint`) names it in `loaded["filter_fn"]`.
+
+    Standalone on purpose: repro scripts embed this function's source verbatim.
+    """
+    import functools
+
+    if "filter_fn" in loaded:
+        filter_fn = loaded["filter_fn"]
+    else:
+        import timm
+        import torch
+        from timm.models import _builder
+
+        seen = []
+        real = _builder.load_pretrained
+        _builder.load_pretrained = lambda *args, filter_fn=None, **kwargs: seen.append(filter_fn)
+        try:
+            with torch.device("meta"):
+                timm.create_model(name, pretrained=True)
+        except Exception:  # a build meta cannot run: the filter is not known, the helpers' defaults stand
+            pass
+        finally:
+            _builder.load_pretrained = real
+        filter_fn = seen[-1] if seen else None  # the model's own (a hybrid's backbone loads first)
+    bound = filter_fn.keywords if isinstance(filter_fn, functools.partial) else {}
+    return {k: bound[k] for k in ("interpolation", "antialias", "align_corners") if k in bound}
 
 
 def rightly_fresh(source_model, model):

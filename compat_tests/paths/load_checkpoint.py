@@ -47,7 +47,7 @@ def load_checkpoint_roundtrip(model, workdir, spec):
     filter_fn = importlib.import_module(timm.models.model_entrypoint(spec["name"]).__module__).checkpoint_filter_fn
     loaded = timm.create_model(spec["name"], pretrained=False, **spec["kwargs"])
     incompatible = timm.models.load_checkpoint(loaded, file, filter_fn=filter_fn)
-    return {"model": loaded.eval(), "kwargs": spec["kwargs"],
+    return {"model": loaded.eval(), "kwargs": spec["kwargs"], "filter_fn": filter_fn,
             "missing_keys": list(getattr(incompatible, "missing_keys", []) or []),
             "unexpected_keys": list(getattr(incompatible, "unexpected_keys", []) or [])}
 
