@@ -2,8 +2,9 @@
 another head, channel count, image size or patch size.
 
 Computed here independently of any checkpoint filter, with only timm's documented public helpers
-(`resample_patch_embed`, `resample_abs_pos_embed`, `adapt_input_conv`) at their documented defaults,
-so a filter that skips a step, uses other settings, or leaves a tensor at init disagrees with it.
+(`resample_patch_embed`, `resample_abs_pos_embed`, `adapt_input_conv`) at their documented defaults, or at the
+interpolation settings timm binds to the architecture's filter where it binds any (`resample_settings`), so a
+filter that skips a step, uses other settings, or leaves a tensor at init disagrees with it.
 """
 
 from __future__ import annotations
