@@ -29,10 +29,7 @@ TIMM_PRODUCERS = [p for p in snapshots.producers() if p.startswith("timm")]
 
 
 def _cells(model: str, kinds: tuple[str, ...]) -> list[Result]:
-    """Every snapshot cell of `model` of those kinds, run on the meta device as the cross-version tier runs it.
-    Its pickles are generated first where the cache lacks them, as the tier's session does for what it selects."""
-    if "pickle" in kinds:
-        assert not (problems := snapshots.ensure_pickles(TIMM_PRODUCERS, print, [model])), problems
+    """Every snapshot cell of `model` of those kinds, run on the meta device as the cross-version tier runs it."""
     cache = SourceCache()
     return [run_scenario(Scenario(model, "cross_version", override, meta=True), cache)
             for override in cross_version_overrides(model) if override.as_dict()["cv_kind"] in kinds]
@@ -178,6 +175,8 @@ def test_an_old_pickle_whose_forward_now_fails_otherwise_is_pickle_forward_broke
         return self.conv1(x, self.conv2)
 
     monkeypatch.setattr(resnet.BasicBlock, "forward", forward)
+    # As the tier's session does for what it selects: the pickles the cache lacks are generated first.
+    assert not (problems := snapshots.ensure_pickles(TIMM_PRODUCERS, print, ["resnet18"])), problems
     results = _cells("resnet18", ("pickle",))
     assert results
     for result in results:
