@@ -20,7 +20,7 @@ from ..paths.base import LoadingPath
 from ..paths.support.workarounds import WORKAROUNDS
 from ..repro.script import script
 from ..signatures.catalog import classify, is_limitation
-from ..source.meta import META_BUILDS, MetaShapes, MetaShapesCpuFactories, meta_limitation
+from ..source.meta import META_BUILDS, MetaShapesCpuFactories, meta_limitation
 from ..source.models import DEFAULT_SEED, SourceCache, SourceModel
 from ..source.quick_init import QuickInit
 from .workdirs import workdir
@@ -148,7 +148,7 @@ def _load_and_judge(scenario: Scenario, path: LoadingPath, source: SourceModel, 
         try:
             judge = path.check.judge
             if scenario.meta:  # what a load into a build wrote is seen only by the meta context it ran under
-                written = context.wrote if path.loads_into_build and isinstance(context, MetaShapes) else None
+                written = context.wrote if path.loads_into_build else None  # every meta build is a MetaShapes
                 judge = path.check.structure or partial(judge_structure, written=written)
             return _built_with(judge(source, loaded), building)
         except NotApplicable as e:
