@@ -218,3 +218,29 @@ def test_resampling_is_held_to_the_settings_timm_binds_to_the_filter_and_a_filte
     monkeypatch.setattr(vision_transformer, "checkpoint_filter_fn", at_defaults)
     result = _run(name, override)
     assert (result.status, result.signature) == ("failed", "patch-resample-skipped"), result.message
+
+
+def test_the_bound_settings_are_read_under_timm_0_9_16_where_a_meta_build_of_flexivit_fails():
+    """timm 0.9 reads drop-path rates with `.item()`, so a meta build of FlexiViT raises there: settings read from
+    such a build fell back to the helpers' defaults, and three of flexivit_small's resize cells failed falsely under
+    compat-oldest. They are read where the filter is handed to `build_model_with_cfg`, before anything is built;
+    the function runs from its own source, as a repro script embeds it, under the real timm 0.9.16."""
+    import importlib.util
+    import inspect
+    import os
+    import subprocess
+    import sys
+
+    from compat_tests.judge.expected import resample_settings
+    from compat_tests.paths.support import snapshots
+
+    spec = importlib.util.spec_from_file_location("cross_version_generate", snapshots.GENERATOR)
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    target = generator._legacy_generator().producer_env("timm0.9.16", snapshots.producer_packages("timm0.9.16"))
+    code = (inspect.getsource(resample_settings) + "\nimport timm\n"
+            "print(timm.__version__, sorted(resample_settings('flexivit_small', {}).items()))\n")
+    env = dict(os.environ, PYTHONPATH=str(target), HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "0.9.16 [('antialias', False), ('interpolation', 'bilinear')]", out.stdout

@@ -88,14 +88,17 @@ def adapted_state(source_state, source_model, reference, filter_settings=dict):
 def resample_settings(name, loaded):
     """The interpolation settings the load's checkpoint filter was bound to; {} for the helpers' defaults.
 
-    timm binds some per architecture where it builds the filter it hands `load_pretrained` (FlexiViT and RADIO
-    resample bilinear without antialias, RADIO v3-B/H with align_corners): read from the filter a meta build with
-    pretrained=True passes, with `load_pretrained` itself held back. A loader handed a filter by its caller
-    (`load_checkpoint`) names it in `loaded["filter_fn"]`.
+    timm binds some per architecture where it builds the filter it hands `build_model_with_cfg` (FlexiViT and
+    RADIO resample bilinear without antialias, RADIO v3-B/H with align_corners): read from the first call that
+    would load pretrained weights, which is stopped there, so the model itself is never built. Not a meta build:
+    timm 0.9 reads drop-path rates with `.item()`, which meta cannot give. A backbone a hybrid builds first (with
+    pretrained=False) is built on meta. A loader handed a filter by its caller (`load_checkpoint`) names it in
+    `loaded["filter_fn"]`.
 
     Standalone on purpose: repro scripts embed this function's source verbatim.
     """
     import functools
+    import sys
 
     if "filter_fn" in loaded:
         filter_fn = loaded["filter_fn"]
@@ -104,17 +107,33 @@ def resample_settings(name, loaded):
         import torch
         from timm.models import _builder
 
+        class Stop(Exception):
+            pass
+
         seen = []
-        real = _builder.load_pretrained
-        _builder.load_pretrained = lambda *args, filter_fn=None, **kwargs: seen.append(filter_fn)
+        real = _builder.build_model_with_cfg
+
+        def recorder(model_cls, variant, pretrained=False, *args, pretrained_filter_fn=None, **kwargs):
+            if not pretrained:
+                return real(model_cls, variant, pretrained, *args, pretrained_filter_fn=pretrained_filter_fn,
+                            **kwargs)
+            seen.append(pretrained_filter_fn)
+            raise Stop
+
+        # Each model module holds its own reference, imported from _builder: replace it where it is read.
+        holders = [m for k, m in list(sys.modules.items())
+                   if k.startswith("timm.") and getattr(m, "build_model_with_cfg", None) is real]
+        for module in holders:
+            module.build_model_with_cfg = recorder
         try:
             with torch.device("meta"):
                 timm.create_model(name, pretrained=True)
-        except Exception:  # a build meta cannot run: the filter is not known, the helpers' defaults stand
+        except Exception:  # Stop, or a build that fails before it: then the helpers' defaults stand
             pass
         finally:
-            _builder.load_pretrained = real
-        filter_fn = seen[-1] if seen else None  # the model's own (a hybrid's backbone loads first)
+            for module in holders:
+                module.build_model_with_cfg = real
+        filter_fn = seen[0] if seen else None
     bound = filter_fn.keywords if isinstance(filter_fn, functools.partial) else {}
     return {k: bound[k] for k in ("interpolation", "antialias", "align_corners") if k in bound}
 
