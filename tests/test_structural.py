@@ -129,6 +129,28 @@ def test_structural_cells_have_their_own_ids_and_pass_on_sound_loads():
         assert result.evidence["output"] is None  # nothing ran: no values on meta
 
 
+def test_the_structural_create_model_cell_is_the_source_build_and_a_constructor_that_raises_fails_it(monkeypatch):
+    """On meta the create_model path's load is `timm.create_model(name)` under the context the source was built
+    in: the cell reports that build instead of building it a second time (a quarter of the structural tier), and
+    a constructor that raises still fails it by name while the model's other cells error as unbuildable."""
+    real, builds = timm.create_model, []
+
+    def counted(name, *args, **kwargs):
+        builds.append(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", counted)
+    cache = SourceCache()
+    baseline = run_scenario(Scenario("test_vit2", "create_model", meta=True), cache)
+    assert baseline.status == "passed" and builds == ["test_vit2"], (baseline.message, builds)
+    assert baseline.evidence["extra"]["built_keys"] == len(real("test_vit2").state_dict())
+    bogus = Override.of("bogus", no_such_argument=1)
+    broken = run_scenario(Scenario("test_vit2", "create_model", bogus, meta=True), cache)
+    other = run_scenario(Scenario("test_vit2", "pickle", bogus, meta=True), cache)
+    assert (broken.status, broken.signature) == ("failed", "exception:TypeError"), broken.message
+    assert (other.status, other.signature) == ("error", "source-unbuildable"), other.message
+
+
 def test_a_path_that_needs_tensor_data_is_not_applicable_on_meta():
     result = _run("test_vit2", "safetensors")
     assert result.status == "skipped" and "meta device" in result.message

@@ -81,6 +81,10 @@ class LoadingPath:
     # value can show a tensor left at init, the structural judge names the ones no copy reached (oracle.unwritten).
     # Not for a build that is itself the check (create_model), nor paths that trace or export what they build.
     loads_into_build: bool = False
+    # Whether, on meta, the path's load is the very call the structural source was built with (`timm.create_model(
+    # name)` under the same meta context): its cell's finding is that build (did it raise, did plain meta refuse the
+    # constructor), not a second, identical build judged against the first, which cannot differ from it.
+    structural_load_is_source_build: bool = False
     # The cells a default structural run gives this path for a model. Collection asks it of all 1,371
     # architectures, so it must not build the model (the full override axis does).
     structural_cells: Callable[[str], list[Override]] = base_only

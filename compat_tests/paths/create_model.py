@@ -21,5 +21,6 @@ PATH = LoadingPath(
     summary="timm.create_model(name) with the same seed, built and run again",
     roundtrip=create_model_roundtrip,
     structural=True,
+    structural_load_is_source_build=True,
     helpers=(perturb_,),
 )

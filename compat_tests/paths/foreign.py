@@ -11,7 +11,6 @@ from ..core.evidence import Evidence
 from ..core.scenario import Override
 from ..core.versions import missing
 from ..judge.adapted import ADAPTED, adapted_repro_prepare, judge_adapted
-from ..source.meta import meta_model
 from ..source.models import SourceModel
 from .base import LoadingPath
 from .support.foreign_layouts import (
@@ -26,7 +25,7 @@ from .support.foreign_layouts import (
     with_classifier,
     write_foreign,
 )
-from .support.overrides import override_axis, override_reason
+from .support.overrides import model_facts, override_axis, override_reason
 
 ORDER = 85
 
@@ -53,7 +52,7 @@ def _is_vit(name: str) -> bool:
 
     if _timm_module(name) not in _vit_modules():
         return False  # no build needed: collection asks this of every selected model
-    return isinstance(meta_model(name), VisionTransformer)
+    return issubclass(model_facts(name)["type"], VisionTransformer)
 
 
 def _timm_module(name: str) -> str | None:

@@ -75,12 +75,18 @@ def _run(scenario: Scenario, cache: SourceCache, seed: int, result: Result, work
     source = _source(scenario, path, cache, source_kwargs, seed, result) if path.builds_source else \
         SourceModel(scenario.model, source_kwargs, seed, None, UNBUILT_INPUT, None)
     refused = source.meta_refused
-    if scenario.meta and path.name == "create_model" and refused is not None and meta_limitation(refused) is None:
+    is_source_build = scenario.meta and path.structural_load_is_source_build
+    if is_source_build and refused is not None and meta_limitation(refused) is None:
         # Plain meta refused the constructor, as transformers 5's build on meta does: the baseline cell owns that
         # finding; the model's other cells are checked on the build the CPU factories gave.
         evidence = from_exception(refused)
     else:
-        evidence = _load_and_judge(scenario, path, source, spec, result, workaround)
+        # A load that is the source's own build call, under the same context, is judged by that build: a second,
+        # identical build compared with the first could not differ (and was a quarter of the structural tier).
+        if is_source_build:
+            evidence = _built_with(Evidence(extra={"built_keys": len(source.model.state_dict())}), source.meta_context)
+        else:
+            evidence = _load_and_judge(scenario, path, source, spec, result, workaround)
         if scenario.meta and refused is not None:  # checked on the CPU-factories build: say what plain meta said
             evidence.extra.setdefault("plain_meta_refused", f"{type(refused).__name__}: {str(refused)[:200]}")
     _conclude(result, evidence, path, spec, source.input_size, scenario.meta, workaround)

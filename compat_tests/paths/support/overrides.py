@@ -24,7 +24,10 @@ def _probe(name: str, kwargs: tuple[tuple[str, Any], ...]) -> str | None:
 
 
 @cache
-def _facts(name: str) -> dict[str, Any]:
+def model_facts(name: str) -> dict[str, Any]:
+    """What the override axis needs to know of a model, from one meta build. Kept for the whole run (a few
+    values per model), unlike the build: collection asks them, and so does the cell when it runs, after collection
+    has moved on to other models."""
     model = meta_model(name)
     cfg = dict(getattr(model, "pretrained_cfg", None) or {})
     patch = getattr(getattr(getattr(model, "patch_embed", None), "proj", None), "kernel_size", None)
@@ -35,6 +38,7 @@ def _facts(name: str) -> dict[str, Any]:
         "side": int((cfg.get("input_size") or (3, 224, 224))[-1]),
         "patch": int(patch[0]) if patch and patch[0] == patch[1] else None,
         "pos_embed": getattr(model, "pos_embed", None) is not None,
+        "type": type(model),
     }
 
 
@@ -42,7 +46,7 @@ def override_axis(name: str) -> list[tuple[Override, str | None]]:
     """Every override of the axis for a model, with the reason it cannot apply that the model's facts
     alone give (no head, no position embedding...), or None. One meta-device build per model, no probing:
     this runs at collection for every selected model."""
-    f = _facts(name)
+    f = model_facts(name)
     step = f["patch"] or 32
     small, large = max(step, f["side"] * 2 // 3 // step * step), f["side"] * 4 // 3 // step * step
     no_head = None if f["classifier"] else "the model has no classifier in its pretrained config"
@@ -96,7 +100,8 @@ def override_reason(name: str, override: Override) -> str | None:
     kwargs = override.as_dict()
     if "img_size" in kwargs or "patch_size" in kwargs:
         # timm builds such a model but its forward asserts: the architecture refuses it, no load is at fault.
-        side, patch = kwargs.get("img_size", _facts(name)["side"]), kwargs.get("patch_size", _facts(name)["patch"])
+        facts = model_facts(name)
+        side, patch = kwargs.get("img_size", facts["side"]), kwargs.get("patch_size", facts["patch"])
         if isinstance(side, int) and patch and side % patch and not kwargs.get("dynamic_img_pad"):
             return f"image side {side} is not a multiple of patch {patch}"
     return _probe(name, override.kwargs) if override.kwargs else None
