@@ -131,7 +131,7 @@ def test_structural_cells_have_their_own_ids_and_pass_on_sound_loads():
 
 def test_the_structural_create_model_cell_is_the_source_build_and_a_constructor_that_raises_fails_it(monkeypatch):
     """On meta the create_model path's load is `timm.create_model(name)` under the context the source was built
-    in: the cell reports that build instead of building it a second time (a quarter of the structural tier), and
+    in: the cell reports that build instead of building it a second time to compare with the first, and
     a constructor that raises still fails it by name while the model's other cells error as unbuildable."""
     real, builds = timm.create_model, []
 

@@ -82,7 +82,7 @@ def _run(scenario: Scenario, cache: SourceCache, seed: int, result: Result, work
         evidence = from_exception(refused)
     else:
         # A load that is the source's own build call, under the same context, is judged by that build: a second,
-        # identical build compared with the first could not differ (and was a quarter of the structural tier).
+        # identical build compared with the first could not differ.
         if is_source_build:
             evidence = _built_with(Evidence(extra={"built_keys": len(source.model.state_dict())}), source.meta_context)
         else:
