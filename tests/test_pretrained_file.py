@@ -225,7 +225,6 @@ def test_the_bound_settings_are_read_under_timm_0_9_16_where_a_meta_build_of_fle
     such a build fell back to the helpers' defaults, and three of flexivit_small's resize cells failed falsely under
     compat-oldest. They are read where the filter is handed to `build_model_with_cfg`, before anything is built;
     the function runs from its own source, as a repro script embeds it, under the real timm 0.9.16."""
-    import importlib.util
     import inspect
     import os
     import subprocess
@@ -234,10 +233,9 @@ def test_the_bound_settings_are_read_under_timm_0_9_16_where_a_meta_build_of_fle
     from compat_tests.judge.expected import resample_settings
     from compat_tests.paths.support import snapshots
 
-    spec = importlib.util.spec_from_file_location("cross_version_generate", snapshots.GENERATOR)
-    generator = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(generator)
-    target = generator._legacy_generator().producer_env("timm0.9.16", snapshots.producer_packages("timm0.9.16"))
+    from .test_snapshots import _generator
+
+    target = _generator()._legacy_generator().producer_env("timm0.9.16", snapshots.producer_packages("timm0.9.16"))
     code = (inspect.getsource(resample_settings) + "\nimport timm\n"
             "print(timm.__version__, sorted(resample_settings('flexivit_small', {}).items()))\n")
     env = dict(os.environ, PYTHONPATH=str(target), HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore")
