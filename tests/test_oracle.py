@@ -252,3 +252,13 @@ def test_an_open_bound_stays_open_when_the_source_is_perturbed_and_a_faithful_co
     assert state["bounds"][0] == -float("inf") and state["bounds"][3] == float("inf")
     assert state["bounds"][1] != 0.5 and not torch.equal(state["weight"], before["weight"])  # finite ones move
     assert diff_state(state, copy.deepcopy(state))["values"] == []
+
+
+def test_a_constant_tensor_is_told_from_one_that_only_starts_constant():
+    """`is_constant` looks at two values first (most drawn tensors differ there) and at all of them otherwise."""
+    from compat_tests.source.models import is_constant
+
+    assert is_constant(torch.full((3, 4), 1e-5)) and is_constant(torch.zeros(2, 2).t())
+    assert not is_constant(torch.tensor([0.5, 0.5, 0.5, 0.25]))  # equal at the start only
+    assert not is_constant(torch.tensor([0.5, 0.25, 0.5])) and not is_constant(torch.tensor([1.0]))
+    assert not is_constant(torch.full((3,), float("nan"))) and not is_constant(torch.ones(3, dtype=torch.long))

@@ -38,6 +38,7 @@ def perturb_(model, seed=0):
 
     Standalone on purpose: repro scripts embed this function's source verbatim.
     """
+    import math
     import zlib
 
     import torch
@@ -49,8 +50,10 @@ def perturb_(model, seed=0):
             gen = torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(key.encode()))
             noise = torch.randn(tensor.shape, generator=gen).to(tensor.dtype)
             spread = tensor.float().abs().mean().item()
-            finite = tensor.isfinite()
-            if not finite.all():  # an open bound (Gemma4's clip -inf/inf) stays open: noise would make it NaN
+            # A finite mean of magnitudes means every value is finite: the element-wise check (a pass as slow as
+            # the draw itself) is made only when it is not.
+            if not math.isfinite(spread) and not (finite := tensor.isfinite()).all():
+                # an open bound (Gemma4's clip -inf/inf) stays open: noise would make it NaN
                 noise = noise.masked_fill(~finite, 0)
                 spread = tensor[finite].float().abs().mean().item() if finite.any() else 0.0
             tensor.add_(noise * (0.1 * spread if spread > 0 else 0.02))
@@ -117,7 +120,11 @@ def _input_candidates(model: torch.nn.Module, kwargs: dict[str, Any]) -> list[tu
 
 def is_constant(tensor: torch.Tensor) -> bool:
     """A floating tensor of more than one element holding one value: what a constant initialiser gives."""
-    return tensor.is_floating_point() and tensor.numel() > 1 and bool((tensor == tensor.flatten()[0]).all())
+    if not tensor.is_floating_point() or tensor.numel() < 2:
+        return False
+    flat = tensor.flatten()
+    # Two different first values settle it for nearly every drawn tensor, without a pass over all of it.
+    return bool(flat[0] == flat[1]) and bool((flat == flat[0]).all())
 
 
 def nonpersistent_buffers(module: torch.nn.Module, saved: dict[str, torch.Tensor] | None = None
