@@ -333,3 +333,36 @@ def test_a_constructor_plain_meta_refuses_fails_its_create_model_cell_and_the_re
         assert result.status == "passed", (path, result.message)
         assert result.evidence["extra"]["meta_build"] == "cpu-factories"
         assert "aten::_unique2" in result.evidence["extra"]["plain_meta_refused"]
+
+
+def test_a_foreign_source_its_probe_built_is_not_built_again_and_its_cell_still_fails_a_renaming_filter(monkeypatch):
+    """An OpenCLIP trunk checkpoint implies `num_classes`: the cell probes timm with it on meta, then builds its
+    source with it. The probe's build is handed over as that source (`take_spare`), once: one build with those
+    kwargs per cell, and the load into it is judged as before."""
+    from compat_tests.paths.foreign import layouts_for
+    from compat_tests.paths.support import overrides
+
+    layout, implied = next((lay, kw) for lay, kw in layouts_for("test_vit2") if lay == "openclip_trunk")
+    override = Override.of(layout, layout=layout, **implied)
+    real, builds = timm.create_model, []
+
+    def counted(name, *args, **kwargs):
+        builds.append((kwargs.get("pretrained", False), kwargs.get("num_classes")))
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", counted)
+    overrides._probe.cache_clear()
+    try:
+        result = _run("test_vit2", "foreign", override)
+        assert result.status == "passed", result.message
+        assert builds.count((False, implied["num_classes"])) == 1, builds  # the probe's, taken as the source
+        assert builds.count((True, implied["num_classes"])) == 1, builds  # the loader's own
+        real_filter = vision_transformer.checkpoint_filter_fn
+        monkeypatch.setattr(vision_transformer, "checkpoint_filter_fn", lambda state_dict, model, *a, **k: {
+            key.replace("blocks.", "encoder.layers."): v for key, v in real_filter(state_dict, model, *a, **k).items()})
+        overrides._probe.cache_clear()
+        broken = _run("test_vit2", "foreign", override)
+        assert broken.status == "failed" and broken.signature in ("key-layout-mismatch", "key-prefix-mismatch"), \
+            (broken.signature, broken.message)
+    finally:
+        overrides._probe.cache_clear()

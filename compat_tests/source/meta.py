@@ -279,6 +279,30 @@ def build_on_meta(name: str, **kwargs: Any) -> torch.nn.Module:
     return build_anywhere(name, **kwargs).value
 
 
+# The last meta build made only to learn whether timm accepts some kwargs, kept for the structural source of the
+# same kwargs, which is built next: a foreign layout that implies `num_classes` (318 OpenCLIP trunk cells) is first
+# probed, then built as the cell's source. Taken, never shared: a source is its cells' to save and to change.
+_SPARE: dict[tuple[str, str], Built[torch.nn.Module]] = {}
+
+
+def _build_key(name: str, kwargs: dict[str, Any]) -> tuple[str, str]:
+    return name, repr(sorted(kwargs.items()))
+
+
+def probe_on_meta(name: str, **kwargs: Any) -> None:
+    """Raises what timm raises building `name` with `kwargs` (`build_anywhere`). A build on meta is kept, in place
+    of the one kept before, for `take_spare`."""
+    built = build_anywhere(name, **kwargs)
+    _SPARE.clear()
+    if built.context is not None:
+        _SPARE[_build_key(name, kwargs)] = built
+
+
+def take_spare(name: str, kwargs: dict[str, Any]) -> Built[torch.nn.Module] | None:
+    """The build `probe_on_meta` kept for exactly these kwargs, if it is the last one it made; handed over once."""
+    return _SPARE.pop(_build_key(name, kwargs), None)
+
+
 @lru_cache(maxsize=2)
 def meta_model(name: str) -> torch.nn.Module:
     """`name` built once per process (`build_on_meta`), shared by the questions collection asks of a model

@@ -159,14 +159,16 @@ def build_source(name: str, kwargs: dict[str, Any] | None = None, seed: int = DE
 
 
 def build_meta_source(name: str, kwargs: dict[str, Any] | None = None, seed: int = DEFAULT_SEED) -> SourceModel:
-    """The source of a structural cell: built on the meta device, no values, no forward."""
+    """The source of a structural cell: built on the meta device, no values, no forward; or the same build that a
+    probe of these kwargs just made (`take_spare`)."""
     import timm
 
-    from .meta import on_meta
+    from .meta import on_meta, take_spare
 
     kwargs = dict(kwargs or {})
-    built = on_meta(lambda: timm.create_model(name, pretrained=False, **kwargs).eval())
-    return SourceModel(name, kwargs, seed, built.value, _input_candidates(built.value, kwargs)[0], None,
+    built = take_spare(name, kwargs) or on_meta(lambda: timm.create_model(name, pretrained=False, **kwargs))
+    model = built.value.eval()
+    return SourceModel(name, kwargs, seed, model, _input_candidates(model, kwargs)[0], None,
                        meta_context=built.context, meta_refused=built.refused)
 
 

@@ -9,15 +9,15 @@ from typing import Any
 
 from ...core.evidence import said
 from ...core.scenario import BASE, Override
-from ...source.meta import build_on_meta, meta_model
+from ...source.meta import meta_model, probe_on_meta
 
 
 @cache
 def _probe(name: str, kwargs: tuple[tuple[str, Any], ...]) -> str | None:
-    """Why the architecture rejects these kwargs (built by `build_on_meta`: nothing allocated where the
+    """Why the architecture rejects these kwargs (built by `probe_on_meta`: nothing allocated where the
     constructor allows it), or None."""
     try:
-        build_on_meta(name, **dict(kwargs))
+        probe_on_meta(name, **dict(kwargs))
     except Exception as e:  # whatever timm raises is the architecture saying no
         return said(e)
     return None
