@@ -143,7 +143,7 @@ def judge_structure(source: SourceModel, loaded: dict[str, Any],
     module: torch.nn.Module = loaded["model"]
     overridden = dict(loaded.get("kwargs") or source.kwargs) != dict(source.kwargs)
     # The tensors themselves (keep_vars), which `written` knows by identity; shapes and dtypes are theirs too.
-    expected, actual = source.model.state_dict(), module.state_dict(keep_vars=True)
+    expected, actual = source.state(), module.state_dict(keep_vars=True)
     if overridden:
         expected = {k: v for k, v in expected.items() if k in actual}
     report = diff_structure(expected, actual, shapes=not overridden)

@@ -84,7 +84,7 @@ def _run(scenario: Scenario, cache: SourceCache, seed: int, result: Result, work
         # A load that is the source's own build call, under the same context, is judged by that build: a second,
         # identical build compared with the first could not differ.
         if is_source_build:
-            evidence = _built_with(Evidence(extra={"built_keys": len(source.model.state_dict())}), source.meta_context)
+            evidence = _built_with(Evidence(extra={"built_keys": len(source.state())}), source.meta_context)
         else:
             evidence = _load_and_judge(scenario, path, source, spec, result, workaround)
         if scenario.meta and refused is not None:  # checked on the CPU-factories build: say what plain meta said

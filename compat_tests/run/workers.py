@@ -88,8 +88,8 @@ TIME_DIR = "time"
 class Clock:
     """Where one process that runs cells spends its time: startup and collection, each cell's time (the source
     builds and memory-gate waits inside it apart), and the gaps between cells (waiting for work). Written to
-    `<run side folder>/time/<worker>.json` when each cell starts and ends, so a worker killed mid-cell still
-    leaves its account, and the cell it died in (`in_cell_since`)."""
+    `<run side folder>/time/<worker>.json` when each cell starts (and when one ends with none queued behind it), so
+    a worker killed mid-cell still leaves its account, and the cell it died in (`in_cell_since`)."""
 
     def __init__(self, folder: Path, worker: str, replacement: bool = False) -> None:
         self.file = folder / TIME_DIR / f"{worker}.json"
@@ -155,7 +155,10 @@ class Clock:
             self.account["cells"] += 1
             self.account["in_cell_since"] = None
             self._last_end = end
-            self.write()
+            if nextitem is None:
+                # With a next cell queued, its start writes this account a moment later (two writes a cell
+                # were 3% of a structural run); a worker that may now wait for work writes it now.
+                self.write()
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_teardown(self, item: pytest.Item) -> None:

@@ -93,8 +93,19 @@ class SourceModel:
     # What a plain meta build of it raised, when the CPU factories got past it: its create_model cell's finding.
     meta_refused: Exception | None = None
 
+    _meta_state: dict[str, torch.Tensor] | None = field(default=None, init=False, repr=False, compare=False)
+
     def input(self) -> torch.Tensor:
         return make_input(self.input_size, self.seed, BATCH)
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """`model.state_dict()`. A structural source's is taken once: its four or five cells each compared with a
+        fresh one (2% of a structural run), and on meta there are no values for a path to change."""
+        if self.reference is not None:
+            return self.model.state_dict()
+        if self._meta_state is None:
+            self._meta_state = self.model.state_dict()
+        return self._meta_state
 
 
 def fp32_bytes(module: torch.nn.Module) -> int:
