@@ -8,6 +8,7 @@ cells in run/plan.py, isolation in run/isolation.py, progress in run/progress.py
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest  # noqa: E402
 from .core import result as results  # noqa: E402
 from .core.scenario import Scenario  # noqa: E402
 from .core.versions import installed  # noqa: E402
+from .paths.support.overrides import SHARED_FACTS_DIR, share_facts  # noqa: E402
 from .paths.support.workarounds import WORKAROUNDS  # noqa: E402
 from .report import summary  # noqa: E402
 from .run.environment import drift  # noqa: E402
@@ -156,8 +158,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(Isolation(run_path(config), lambda: config.stash[_RUN_ID]), "timm-compat-isolation")
     if clock := Clock.for_config(config, results.side_dir(run_path(config))):
         config.pluginmanager.register(clock, "timm-compat-clock")
+    facts = results.side_dir(run_path(config)) / SHARED_FACTS_DIR
     if _is_worker(config):
+        share_facts(facts)
         return
+    # Only this run's own builds, and only while it collects (a resumed run may run on other releases).
+    shutil.rmtree(facts, ignore_errors=True)
     config.pluginmanager.register(RunTime(results.side_dir(run_path(config))), "timm-compat-time")
     if not resumed:
         # Other runs' files are never appended to: an ad-hoc run leaves the last real one whole in runs/.
@@ -279,6 +285,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if config.stash.get(_BASELINE, known_failures.Baseline()).expired and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     sweep()
+    shutil.rmtree(results.side_dir(run_path(config)) / SHARED_FACTS_DIR, ignore_errors=True)
     if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         # Only a run that went through all its cells ends, and only such a run becomes compat-report.jsonl;
         # an interrupted one stays in runs/ as "never finished" (`--resume` continues it).

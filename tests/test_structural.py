@@ -4,10 +4,12 @@ Faults are real bugs put back into timm (monkeypatched), and the structural cell
 numeric cell does, without a single real tensor.
 """
 
+import os
 import subprocess
 import sys
 import tempfile
 
+import pytest
 import timm
 import torch
 from timm.models import vision_transformer
@@ -366,3 +368,46 @@ def test_a_foreign_source_its_probe_built_is_not_built_again_and_its_cell_still_
             (broken.signature, broken.message)
     finally:
         overrides._probe.cache_clear()
+
+
+def test_workers_share_the_facts_collection_builds_and_keep_one_plan(monkeypatch, tmp_path):
+    """xdist workers all collect the same cells; the facts of the override axis (one meta build per model) are
+    left in the run's folder by whichever worker built them, and read by the others. Each worker works its own
+    share out first, and the plan keeps the models' order whatever the worker."""
+    from compat_tests.paths.support import overrides
+    from compat_tests.run.plan import Options, _collection_order, make_plan
+
+    options = Options(models="test_vit,test_vit2,test_vit3,resnet18", tier="structural")
+    overrides.model_facts.cache_clear()
+    alone = [s.id for s in make_plan(options).scenarios]
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
+    assert _collection_order(5) == [1, 3, 0, 2, 4]
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+    assert _collection_order(5) == [0, 2, 4, 1, 3]
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw3")  # a replacement worker takes a share as well
+    assert _collection_order(4) == [1, 3, 0, 2]
+
+    # Another process of the run builds the facts and leaves them in the folder...
+    folder = tmp_path / "facts"
+    subprocess.run([sys.executable, "-c", "from pathlib import Path; from compat_tests.paths.support import overrides; "
+                    f"overrides.share_facts(Path({str(folder)!r})); overrides.model_facts('test_vit')"],
+                   check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
+    assert (folder / "test_vit.pickle").is_file()
+    # ...and this one reads them instead of building: a build here would raise.
+    built = overrides.model_facts("test_vit")
+    overrides.model_facts.cache_clear()
+    overrides.share_facts(folder)
+    try:
+        monkeypatch.setattr(overrides, "meta_model", lambda name: (_ for _ in ()).throw(AssertionError(name)))
+        assert overrides.model_facts("test_vit") == built  # the class itself among them
+        with pytest.raises(AssertionError):
+            overrides.model_facts("test_vit2")  # nobody left these: built, as before
+        monkeypatch.undo()
+        overrides.model_facts.cache_clear()
+        monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
+        assert [s.id for s in make_plan(options).scenarios] == alone
+    finally:
+        overrides.share_facts(None)
+        overrides.model_facts.cache_clear()

@@ -3,6 +3,7 @@ why. Plain Python over the registry and the loading paths, so it can be tested w
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,9 +76,11 @@ def make_plan(options: Options, store: Store | None = None) -> Plan:
     if options.structural and options.sampled and options.tier not in TIER_PATHS:
         chosen = [name for name in chosen if paths[name].structural and paths[name].structural_default]
     plan = Plan()
-    for index, model in enumerate(selection.models):
-        for name in chosen:
-            plan.scenarios += _cells(model, index, paths[name], options)
+    cells: dict[int, list[Scenario]] = {}
+    for index in _collection_order(len(selection.models)):
+        model = selection.models[index]
+        cells[index] = [cell for name in chosen for cell in _cells(model, index, paths[name], options)]
+    plan.scenarios += [cell for index in range(len(selection.models)) for cell in cells[index]]
     if options.explore and "pretrained_file" in chosen:
         plan.scenarios += explored(selection.models, options.explore)
     plan.scenarios += [Scenario(pattern, "create_model") for pattern in selection.unknown]
@@ -87,6 +90,20 @@ def make_plan(options: Options, store: Store | None = None) -> Plan:
         durations = recorded_durations(Path(p) for p in split_globs(options.shard_durations))
         plan.scenarios = select_shard(plan.scenarios, options.shard, durations)
     return plan
+
+
+def _collection_order(count: int) -> list[int]:
+    """The order in which this process works out the models' cells: its own share first (every n-th model, from
+    its worker number on), then the rest. xdist workers all collect the same cells, and what one learns of a model
+    on the way (the facts its override axis asks, shared through the run's folder: `share_facts`) the others read;
+    so each builds its own share, and by the time it reaches the others' they are mostly there. The plan itself
+    keeps the models' order."""
+    worker, workers = os.environ.get("PYTEST_XDIST_WORKER", ""), os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")
+    if not (worker[2:].isdigit() and workers.isdigit() and int(workers) > 1):
+        return list(range(count))
+    own = int(worker[2:]) % int(workers)
+    return [i for i in range(count) if i % int(workers) == own] + \
+        [i for i in range(count) if i % int(workers) != own]
 
 
 def _select(options: Options, store: Store | None) -> Selection:

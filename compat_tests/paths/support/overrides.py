@@ -4,8 +4,13 @@ the facts do not say (a build on the meta device). Shared by every path that loa
 
 from __future__ import annotations
 
+import os
+import pickle
 from functools import cache
+from pathlib import Path
 from typing import Any
+
+import torch
 
 from ...core.evidence import said
 from ...core.scenario import BASE, Override
@@ -23,12 +28,48 @@ def _probe(name: str, kwargs: tuple[tuple[str, Any], ...]) -> str | None:
     return None
 
 
+# Where the processes of one run leave each other the facts they built (`share_facts`), or None.
+SHARED_FACTS_DIR = "facts"  # in the run's side folder
+_SHARED: Path | None = None
+
+
+def share_facts(folder: Path | None) -> None:
+    """Let this process read the facts another process of the run built, and leave it its own. Every xdist worker
+    collects the same cells and so asks the same facts: the structural tier's collection built the 206 models of
+    ViT modules once in each worker, to tell a ViT, a quarter of its startup."""
+    global _SHARED
+    _SHARED = folder
+
+
+def _shared_file(name: str) -> Path | None:
+    return _SHARED / f"{name}.pickle" if _SHARED is not None else None
+
+
 @cache
 def model_facts(name: str) -> dict[str, Any]:
     """What the override axis needs to know of a model, from one meta build. Kept for the whole run (a few
     values per model), unlike the build: collection asks them, and so does the cell when it runs, after collection
-    has moved on to other models."""
-    model = meta_model(name)
+    has moved on to other models. Under `share_facts`, what another process of the run built is read instead."""
+    shared = _shared_file(name)
+    if shared is not None:
+        try:
+            # Written by this run's own processes (below), so unpickling it trusts nothing from outside.
+            return pickle.loads(shared.read_bytes())
+        except Exception:  # not written yet, or half gone: build it
+            pass
+    facts = _facts_of(meta_model(name))
+    if shared is not None:
+        try:
+            shared.parent.mkdir(parents=True, exist_ok=True)
+            partial = shared.with_suffix(f".{os.getpid()}.partial")
+            partial.write_bytes(pickle.dumps(facts))
+            partial.replace(shared)  # a reader never sees half of it
+        except Exception:  # a convenience for the other workers, never a reason to fail collection
+            pass
+    return facts
+
+
+def _facts_of(model: torch.nn.Module) -> dict[str, Any]:
     cfg = dict(getattr(model, "pretrained_cfg", None) or {})
     patch = getattr(getattr(getattr(model, "patch_embed", None), "proj", None), "kernel_size", None)
     return {
