@@ -156,15 +156,15 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     _check_options(config)
     config.pluginmanager.register(Isolation(run_path(config), lambda: config.stash[_RUN_ID]), "timm-compat-isolation")
-    if clock := Clock.for_config(config, results.side_dir(run_path(config))):
+    side = results.side_dir(run_path(config))
+    if clock := Clock.for_config(config, side):
         config.pluginmanager.register(clock, "timm-compat-clock")
-    facts = results.side_dir(run_path(config)) / SHARED_FACTS_DIR
     if _is_worker(config):
-        share_facts(facts)
+        share_facts(side / SHARED_FACTS_DIR)
         return
     # Only this run's own builds, and only while it collects (a resumed run may run on other releases).
-    shutil.rmtree(facts, ignore_errors=True)
-    config.pluginmanager.register(RunTime(results.side_dir(run_path(config))), "timm-compat-time")
+    shutil.rmtree(side / SHARED_FACTS_DIR, ignore_errors=True)
+    config.pluginmanager.register(RunTime(side), "timm-compat-time")
     if not resumed:
         # Other runs' files are never appended to: an ad-hoc run leaves the last real one whole in runs/.
         results.append_run_line(run_path(config), results.run_line(
