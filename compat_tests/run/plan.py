@@ -101,9 +101,9 @@ def _collection_order(count: int) -> list[int]:
     worker, workers = os.environ.get("PYTEST_XDIST_WORKER", ""), os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")
     if not (worker[2:].isdigit() and workers.isdigit() and int(workers) > 1):
         return list(range(count))
-    own = int(worker[2:]) % int(workers)
-    return [i for i in range(count) if i % int(workers) == own] + \
-        [i for i in range(count) if i % int(workers) != own]
+    n = int(workers)
+    own = int(worker[2:]) % n
+    return [i for i in range(count) if i % n == own] + [i for i in range(count) if i % n != own]
 
 
 def _select(options: Options, store: Store | None) -> Selection:
