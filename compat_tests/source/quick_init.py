@@ -40,10 +40,11 @@ def _pools() -> tuple[torch.Tensor, torch.Tensor]:
 def _fill_(target: torch.Tensor, pool: torch.Tensor, scale: float, shift: float) -> torch.Tensor:
     flat = target.view(-1)
     with torch.no_grad():
+        # Scaled and shifted chunk by chunk while the chunk is in cache: one pass over the model's memory, where a
+        # copy and then a multiply and an add over the whole tensor made three (float32 values the same bit for bit).
         for start in range(0, flat.numel(), _POOL):
             chunk = flat[start:start + _POOL]
-            chunk.copy_(pool[:chunk.numel()])
-        flat.mul_(scale).add_(shift)
+            torch.mul(pool[:chunk.numel()], scale, out=chunk).add_(shift)
     return target
 
 
