@@ -49,6 +49,17 @@ def test_a_worker_is_handed_the_first_model_that_fits_beside_the_others():
     assert next_that_fits(["big", "mid"], needs, 10, 12) == "mid"  # nothing fits: the one that needs least
 
 
+def test_a_model_that_cannot_start_yet_is_not_passed_over_until_it_runs_alone_at_the_end():
+    """The other worker runs a mid-sized model beside which the biggest cannot start: this worker takes a model that
+    fits beside both, so the biggest starts when the other's model ends rather than after every mid-sized one."""
+    needs = {"big": 16, "mid": 8, "mid2": 8, "small": 2}
+    queue = ["big", "mid", "mid2", "small"]
+    assert next_that_fits(queue, needs, 8, 21) == "small"  # not mid, beside which big could not start either
+    assert next_that_fits(queue, needs, 2, 21) == "big"  # beside the small one, big starts
+    # Where nothing fits beside the waiting model, the first that fits beside the others, as before.
+    assert next_that_fits(queue, {**needs, "big": 20}, 8, 21) == "mid"
+
+
 def test_a_models_need_counts_only_the_cells_that_can_run():
     size = 10**9
     assert model_need(["create_model", "hf_to_timm"], size, 100 * size) == need("hf_to_timm", size).total

@@ -246,8 +246,19 @@ def next_that_fits(queue: Sequence[str], needs: Mapping[str, int], held_elsewher
     """The model a worker should start next: the first of `queue` (largest first) whose cells fit in `capacity`
     beside `held_elsewhere`, what the other workers' models hold; else the one that needs least. So two models too
     big to share the machine are not started side by side, each worker then waiting on the other's cells, while
-    models that fit beside them are left queued."""
-    for scope in queue:
-        if needs.get(scope, 0) + held_elsewhere <= capacity:
-            return scope
-    return min(queue, key=lambda scope: needs.get(scope, 0))
+    models that fit beside them are left queued.
+
+    While the first of the queue cannot start, the model chosen is the first that fits beside it too, where one
+    does: so it starts as soon as the other worker's model ends, instead of being passed over for every mid-sized
+    model that keeps the other worker busy. (A model whose cells need the whole machine, as aimv2_1b's hf_to_timm
+    cell does on 24 GiB, runs alone wherever it is placed.)"""
+    def need(scope: str) -> int:
+        return needs.get(scope, 0)
+
+    fitting = [scope for scope in queue if need(scope) + held_elsewhere <= capacity]
+    if not fitting:
+        return min(queue, key=need)
+    first = queue[0]
+    if fitting[0] == first:
+        return first
+    return next((scope for scope in fitting if need(scope) + need(first) <= capacity), fitting[0])
