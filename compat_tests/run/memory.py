@@ -252,13 +252,13 @@ def next_that_fits(queue: Sequence[str], needs: Mapping[str, int], held_elsewher
     does: so it starts as soon as the other worker's model ends, instead of being passed over for every mid-sized
     model that keeps the other worker busy. (A model whose cells need the whole machine, as aimv2_1b's hf_to_timm
     cell does on 24 GiB, runs alone wherever it is placed.)"""
-    def need(scope: str) -> int:
+    def needed(scope: str) -> int:  # not `need`, which names one cell's figure in this module
         return needs.get(scope, 0)
 
-    fitting = [scope for scope in queue if need(scope) + held_elsewhere <= capacity]
+    fitting = [scope for scope in queue if needed(scope) + held_elsewhere <= capacity]
     if not fitting:
-        return min(queue, key=need)
+        return min(queue, key=needed)
     first = queue[0]
     if fitting[0] == first:
         return first
-    return next((scope for scope in fitting if need(scope) + need(first) <= capacity), fitting[0])
+    return next((scope for scope in fitting if needed(scope) + needed(first) <= capacity), fitting[0])
