@@ -98,3 +98,50 @@ def test_the_hub_writers_need_no_export_timm_added_in_1_0_16(monkeypatch):
     for scenario in cells:
         result = run_scenario(scenario, SourceCache())
         assert result.signature == "kwarg-conflict", result.message
+
+
+# What transformers 5.25.0 declares beyond 5.24.0: without kernels it raises 'Kernels are not available' in every
+# from_pretrained, since it kernelizes by default.
+KERNELS = "kernels<0.20,>=0.19.1"
+
+
+def test_a_transformers_missing_a_package_it_requires_is_an_error_not_a_break(monkeypatch):
+    """A transformers installed without a package it declares (5.25.0 beside no kernels, as a `--no-deps` install
+    leaves it): its cells are errors naming what is missing, not 154 new failures; timm's own cells still run."""
+    import importlib.metadata as metadata
+    import importlib.util
+
+    from compat_tests.core import versions
+
+    assert importlib.util.find_spec("kernels") is None, "the fault needs an environment without kernels"
+    real = metadata.requires
+    monkeypatch.setattr(metadata, "requires", lambda name: [*(real(name) or []), KERNELS]
+                        if name == "transformers" else real(name))
+    versions.absent_requirements.cache_clear()
+    try:
+        cache = SourceCache()
+        broken = [run_scenario(Scenario("test_vit2", path), cache) for path in ("hf_auto", "hf_custom")]
+        timm_only = run_scenario(Scenario("test_vit2", "state_dict"), cache)
+    finally:
+        versions.absent_requirements.cache_clear()
+    for result in broken:
+        assert (result.status, result.signature) == ("error", "broken-install"), result.message
+        assert "transformers" in result.message and f"{KERNELS} not installed" in result.message
+    assert timm_only.status == "passed", timm_only.message
+
+
+def test_only_unconditional_requirements_count_as_absent(monkeypatch):
+    import importlib.metadata as metadata
+
+    from compat_tests.core import versions
+
+    declared = [f'{KERNELS}; extra == "kernels"', 'tomli>=1.1; python_version < "3.0"', "torch", "packaging>=1"]
+    monkeypatch.setattr(metadata, "requires", lambda name: declared if name == "transformers" else None)
+    versions.absent_requirements.cache_clear()
+    try:
+        assert versions.absent_requirements("transformers") == []
+        declared.append("no-such-distribution-anywhere>=1")
+        versions.absent_requirements.cache_clear()
+        assert versions.absent_requirements("transformers") == ["no-such-distribution-anywhere>=1"]
+    finally:
+        versions.absent_requirements.cache_clear()

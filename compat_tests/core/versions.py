@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib
 import platform
 from functools import cache
+from importlib import metadata
 
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import Version
 
 
@@ -64,4 +66,38 @@ def missing(package: str, version: str, feature: str) -> str | None:
         return f"{package} is not installed ({feature} needs {package}>={version})"
     if Version(found) < Version(version):
         return f"{feature} needs {package}>={version}; installed {package} {found}"
+    if absent := absent_requirements(package):
+        raise BrokenInstall(f"{package} {found} is installed without what it requires ({feature} needs it): "
+                            f"{', '.join(absent)} not installed")
     return None
+
+
+# Modules whose distribution is named otherwise (metadata.packages_distributions() would tell, in a tenth of a second).
+DISTRIBUTIONS = {"open_clip": "open_clip_torch"}
+
+
+@cache
+def absent_requirements(module: str) -> list[str]:
+    """The unconditional requirements that `module`'s installed distribution declares and that are not installed
+    at all, as `pip check` reports them. transformers 5.25.0 requires kernels and, without it, raises on every
+    `from_pretrained` (it kernelizes by default), so an environment missing it would otherwise read as a break of
+    every transformers cell. Only absence counts: a declared version range that the environment misses is left to
+    the library's own import-time checks, since bisect's `--no-deps` overlays of older releases run beside newer
+    dependencies that work."""
+    try:
+        declared = metadata.requires(DISTRIBUTIONS.get(module, module)) or []
+    except metadata.PackageNotFoundError:
+        return []
+    absent = []
+    for line in declared:
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            continue  # an extra's, or another platform's or Python's
+        try:
+            metadata.version(requirement.name)
+        except metadata.PackageNotFoundError:
+            absent.append(str(requirement))
+    return absent
