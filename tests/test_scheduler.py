@@ -8,7 +8,7 @@ import pytest
 
 from compat_tests.run import isolation
 from compat_tests.run.isolation import _crash_safe_loadgroup, _largest_first, model_sizes
-from compat_tests.run.memory import model_need, need, next_that_fits
+from compat_tests.run.memory import model_need, need, next_that_fits, planned
 from compat_tests.run.selection import fp32_bytes_meta
 
 from .test_memory import matrix
@@ -66,6 +66,21 @@ def test_a_models_need_counts_only_the_cells_that_can_run():
     # hf_to_timm's 4 copies cannot fit in 3.5 GB: its gate skips it, and the model holds create_model's 2 at most.
     assert model_need(["create_model", "hf_to_timm"], size, int(3.5 * size)) == need("create_model", size).total
     assert model_need(["hf_to_timm"], size, size) == 0 and model_need(["create_model"], None, size) == 0
+
+
+def test_a_cell_that_needs_nearly_the_whole_machine_does_not_make_its_model_run_alone(monkeypatch):
+    """aimv2_1b on 24 GiB: its hf_to_timm cell needs 21.0 GB of 21.5, and the model's other cells at most 15.9. The
+    scheduler plans the model by the others (a mid-sized model can run beside it); the big cell's gate waits for the
+    other worker, or skips it. A model with no other cell is planned by its big one, and so runs alone."""
+    from compat_tests.run import memory
+
+    monkeypatch.setattr(memory, "in_ram", lambda model_bytes: False)  # files on disk, as on 24 GiB
+    size = int(4.93e9)
+    paths = ["create_model", "state_dict", "pickle", "hf_to_timm"]
+    capacity = int(21.5e9)
+    assert need("hf_to_timm", size).total <= capacity  # it could run: the gate decides
+    assert model_need(paths, size, capacity) == need("state_dict", size).total <= planned(capacity)
+    assert model_need(["hf_to_timm"], size, capacity) == need("hf_to_timm", size).total
 
 
 class Node:

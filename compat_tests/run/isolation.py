@@ -29,7 +29,7 @@ from ..core import result as results
 from ..core.evidence import Evidence
 from ..core.scenario import Scenario, parse_id
 from ..signatures.catalog import classify
-from .memory import model_need, next_that_fits, parse_size
+from .memory import model_need, next_that_fits, parse_size, planned
 from .selection import MetaFigures, Store, fp32_bytes_meta
 from .workdirs import available_bytes, sweep
 
@@ -87,6 +87,7 @@ def _crash_safe_loadgroup(on_crash: Callable[[str, str], None] = lambda cell, wo
             self.ranked = False
             self.needs: dict[str, int] = {}  # model -> the most its cells hold at once
             self.capacity = 0
+            self.shared = 0  # what models are paired in (memory.planned)
 
         def _rank(self) -> None:
             groups = [scope for scope, unit in self.workqueue.items()
@@ -99,11 +100,13 @@ def _crash_safe_loadgroup(on_crash: Callable[[str, str], None] = lambda cell, wo
             self.workqueue.update(queue)
             # Measured before any cell runs (the workers hold only what their imports took), and capped by the
             # budget as the cells' memory gate caps it.
-            self.capacity = available_bytes() if budget is None else min(available_bytes(), budget)
+            available = available_bytes()
+            self.capacity = available if budget is None else min(available, budget)
+            self.shared = planned(available, budget)
             for group in groups:
                 parsed = [parse_id(scenario_id_from_nodeid(nodeid)) for nodeid in self.workqueue[group]]
                 paths = [p.path for p in parsed if p is not None and not p.meta]
-                self.needs[group] = model_need(paths, sizes.get(group), self.capacity)
+                self.needs[group] = model_need(paths, sizes.get(group), self.capacity, self.shared)
 
         def _held_elsewhere(self, node) -> int:
             """What the models assigned to the other workers, not finished, will hold: each worker runs its
@@ -117,7 +120,9 @@ def _crash_safe_loadgroup(on_crash: Callable[[str, str], None] = lambda cell, wo
                 self.ranked = True
                 self._rank()
             if len(self.workqueue) > 1 and any(self.needs.values()):
-                choice = next_that_fits(list(self.workqueue), self.needs, self._held_elsewhere(node), self.capacity)
+                # Paired by the planned share: beside a model using most of the machine, one that fits by the figure
+                # measured before the run would wait at its gate for each of the big model's cells.
+                choice = next_that_fits(list(self.workqueue), self.needs, self._held_elsewhere(node), self.shared)
                 self.workqueue.move_to_end(choice, last=False)
             super()._assign_work_unit(node)
 
