@@ -72,6 +72,13 @@ def side_by_side_figures(**changes):
         "matrix": {"wall_s": 660.0, "exit_code": 1, "cells": 352, "statuses": {"passed": 300, "skipped": 52},
                    "command": "pytest compat_tests ...",
                    "memory_skips": {"vit_gigantic_patch14_clip_378-hf_to_timm-base": "skipped: needs ~31.4 GB (...)"},
+                   "by_model": {"largest": [{"model": "vit_gigantic_patch14_clip_378", "matrix_cell_s": 344.7,
+                                             "forward_s": 96.6},
+                                            {"model": "aimv2_1b_patch14_224", "matrix_cell_s": 289.5,
+                                             "forward_s": 54.3},
+                                            {"model": "vit_pe_lang_large_patch14_448", "matrix_cell_s": 106.4,
+                                             "forward_s": None}],
+                                "forward_skipped": {"vit_pe_lang_large_patch14_448": 106.4}},
                    "time": {"wall_s": 650.0, "workers_wall_s": 1280.0, "in_cells_share": 0.93, "cells_s": 1100.0,
                             "source_builds_s": 90.0, "collection_s": 16.0, "restarts_s": 0.0, "memory_waits_s": 60.0,
                             "idle_s": 10.0, "other_s": 4.0,
@@ -93,6 +100,10 @@ def test_the_side_by_side_figures_are_shown_beside_their_goals():
     assert "gw0 5,400 MB, gw1 17,000 MB" in text and "waiting for memory 60 s" in text
     assert "vit_gigantic_patch14_clip_378-hf_to_timm-base: skipped: needs ~31.4 GB" in text
     assert "forward test failed vit_gigantic_patch14_clip_378: Timeout" in text
+    assert ("largest models     cell seconds (source builds apart) against the forward test's: "
+            "vit_gigantic_patch14_clip_378 345 s / 97 s, aimv2_1b_patch14_224 290 s / 54 s, "
+            "vit_pe_lang_large_patch14_448 106 s / skipped") in text
+    assert "forward test skipped vit_pe_lang_large_patch14_448, which the matrix ran: 106 cell seconds" in text
     assert "/dev/shm and the temp dir are clean of timm-compat files" in text
     left = bench.render_side_by_side(side_by_side_figures(leftovers={"left": ["/dev/shm/timm-compat-1-x"],
                                                                       "in_use": []}))
@@ -107,6 +118,11 @@ def test_a_side_by_side_bench_runs_both_and_leaves_no_files(tmp_path, capsys):
                        "--no-structural", "--output", str(out)]) == 0
     figures = json.loads(out.read_text())["timm44"]
     assert figures["forward_test"]["outcomes"]["passed"] == 2, figures["forward_test"]
+    forward_s = figures["forward_test"]["outcomes"]["seconds"]
+    assert set(forward_s) == {"test_vit2", "test_byobnet"} and all(t > 0 for t in forward_s.values())
+    largest = figures["matrix"]["by_model"]["largest"]
+    assert {m["model"] for m in largest} == {"test_vit2", "test_byobnet"}
+    assert all(m["matrix_cell_s"] > 0 and m["forward_s"] == forward_s[m["model"]] for m in largest)
     assert figures["matrix"]["statuses"] == {"passed": 2}
     assert set(figures["matrix"]["time"]["per_worker"]) == {"gw0", "gw1"}
     assert figures["leftovers"]["left"] == []

@@ -143,7 +143,8 @@ def side_by_side(name: str, models: tuple[str, ...], paths: tuple[str, ...], fol
     print(f"bench: the matrix over the {name} sample ({len(paths)} paths), two workers", flush=True)
     matrix = bench_tiers.run_tier(["--models", ",".join(models), "--paths", ",".join(paths)], folder / "matrix")
     report = folder / "matrix" / "compat-report.jsonl"
-    matrix.update(time=bench_tiers.run_time(report), memory_skips=bench_tiers.memory_skips(report))
+    matrix.update(time=bench_tiers.run_time(report), memory_skips=bench_tiers.memory_skips(report),
+                  by_model=bench_tiers.by_model(report, forward.get("outcomes") or {}))
     ratio = matrix["wall_s"] / forward["wall_s"] if forward["wall_s"] else None
     return {"sample": name, "models": list(models), "paths": list(paths), "forward_test": forward, "matrix": matrix,
             "matrix_vs_forward_test": round(ratio, 2) if ratio else None,
@@ -289,6 +290,15 @@ def render_side_by_side(f: dict) -> list[str]:
             f"{w} {v.get('peak_rss_mb') or 0:,.0f} MB" for w, v in sorted((spent.get("per_worker") or {}).items())))
     else:
         lines.append("  inside cells       the run wrote no time account (it did not finish)")
+    models = matrix.get("by_model") or {}
+    if models.get("largest"):
+        lines.append("  largest models     cell seconds (source builds apart) against the forward test's: " + ", ".join(
+            f"{m['model']} {m['matrix_cell_s']:.0f} s / "
+            + (f"{m['forward_s']:.0f} s" if m.get("forward_s") is not None
+               else "skipped" if m["model"] in (models.get("forward_skipped") or {}) else "-")
+            for m in models["largest"]))
+    for model, cell_s in sorted((models.get("forward_skipped") or {}).items()):
+        lines.append(f"  forward test skipped {model}, which the matrix ran: {cell_s:.0f} cell seconds")
     skips = matrix.get("memory_skips") or {}
     lines.append(f"  skipped for memory {len(skips)} cells" + (":" if skips else ""))
     lines += [f"    {cell}: {why}" for cell, why in sorted(skips.items())]

@@ -191,14 +191,32 @@ def _junit_outcomes(junit: Path) -> dict[str, Any]:
         return {}
     counts: Counter[str] = Counter()
     failures: dict[str, str] = {}
+    seconds: dict[str, float] = {}
+    skipped: list[str] = []
     for case in cases:
         bad = case.find("failure") if case.find("failure") is not None else case.find("error")
         kind = "skipped" if case.find("skipped") is not None else "failed" if bad is not None else "passed"
         counts[kind] += 1
+        name = (case.get("name") or "").partition("[")[2].rstrip("]")
+        seconds[name] = round(seconds.get(name, 0.0) + float(case.get("time") or 0), 2)
+        if kind == "skipped":
+            skipped.append(name)
         if bad is not None:
-            name = (case.get("name") or "").partition("[")[2].rstrip("]")
             failures[name] = (bad.get("message") or "").splitlines()[0][:200] if bad.get("message") else "failed"
-    return {**dict(sorted(counts.items())), "failures": failures}
+    return {**dict(sorted(counts.items())), "failures": failures, "seconds": seconds, "skipped_models": skipped}
+
+
+def by_model(report: Path, forward: dict[str, Any], top: int = 5) -> dict[str, Any]:
+    """Where the ratio comes from: the models taking the most cell seconds (their source builds apart) beside the
+    forward test's seconds for them (its one build included), and the models the forward test skipped."""
+    spent: dict[str, float] = {}
+    for record in results.read(report):
+        spent[record.model] = spent.get(record.model, 0.0) + record.duration_s
+    skipped = {m: round(spent.get(m, 0.0), 1) for m in forward.get("skipped_models") or []}
+    seconds = {m: t for m, t in (forward.get("seconds") or {}).items() if m not in skipped}
+    largest = [{"model": m, "matrix_cell_s": round(spent[m], 1), "forward_s": seconds.get(m)}
+               for m in sorted(spent, key=lambda m: -spent[m])[:top]]
+    return {"largest": largest, "forward_skipped": skipped}
 
 
 def run_time(report: Path) -> dict[str, Any]:
