@@ -170,6 +170,14 @@ def read(path: Path, run_id: str | None = None) -> Iterator[Result]:
                 yield Result.from_dict(data)
 
 
+def seconds_by_model(path: Path) -> dict[str, float]:
+    """Each model's cell seconds in the records of `path` (its source builds are not in them)."""
+    spent: dict[str, float] = {}
+    for record in read(path):
+        spent[record.model] = spent.get(record.model, 0.0) + record.duration_s
+    return spent
+
+
 def run_file(report_dir: Path, run_id: str) -> Path:
     return report_dir / RUNS_DIR / f"{run_id}.jsonl"
 

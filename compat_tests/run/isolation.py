@@ -53,10 +53,7 @@ def _largest_first(groups: list[str], report: Path | None, sizes: dict[str, int]
     """Models (xdist groups) in the order the run should start them: the longest first, so that no worker is
     left alone with a big model at the end. Cost is what the model's cells took in the last complete run, else
     its size (`model_sizes`); with neither the order stays."""
-    spent: dict[str, float] = {}
-    if report is not None:
-        for record in results.read(report):
-            spent[record.model] = spent.get(record.model, 0.0) + record.duration_s
+    spent = results.seconds_by_model(report) if report is not None else {}
     cost: dict[str, float] = spent if spent and all(g in spent for g in groups) else dict(sizes)
     if not cost:
         return groups

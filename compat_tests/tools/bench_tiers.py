@@ -209,9 +209,7 @@ def _junit_outcomes(junit: Path) -> dict[str, Any]:
 def by_model(report: Path, forward: dict[str, Any], top: int = 5) -> dict[str, Any]:
     """Where the ratio comes from: the models taking the most cell seconds (their source builds apart) beside the
     forward test's seconds for them (its one build included), and the models the forward test skipped."""
-    spent: dict[str, float] = {}
-    for record in results.read(report):
-        spent[record.model] = spent.get(record.model, 0.0) + record.duration_s
+    spent = results.seconds_by_model(report)
     skipped = {m: round(spent.get(m, 0.0), 1) for m in forward.get("skipped_models") or []}
     seconds = {m: t for m, t in (forward.get("seconds") or {}).items() if m not in skipped}
     largest = [{"model": m, "matrix_cell_s": round(spent[m], 1), "forward_s": seconds.get(m)}
