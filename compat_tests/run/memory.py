@@ -249,10 +249,9 @@ def model_need(paths: Iterable[str], model_bytes: int | None, capacity: int, sha
 
     A cell whose need exceeds `capacity` is skipped by its memory gate and holds nothing. A cell needing more than
     `shared` (by default the `planned` share of `capacity`) runs only once the other workers have drained, which its
-    gate sees to, or is skipped;
-    counting it here would make every cell of its model run alone. aimv2_1b's hf_to_timm cell (four copies, 21.0 GB
-    of 21.5) did, and its model ran last, alone, for 290 s of an 890 s run. Such cells count only when the model
-    has no other."""
+    gate sees to, or is skipped; counting it here would make every cell of its model run alone. aimv2_1b's
+    hf_to_timm cell (four copies, 21.0 GB of 21.5) did, and its model ran last, alone, for 290 s of an 890 s run.
+    Such cells count only when the model has no other."""
     if not model_bytes:
         return 0
     runnable = [total for total in (need(path, model_bytes).total for path in paths) if total <= capacity]
