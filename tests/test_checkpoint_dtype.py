@@ -65,3 +65,35 @@ def test_timm_wrapper_gives_the_dtype_its_release_documents_and_the_opposite_is_
     monkeypatch.setattr(transformers.AutoModelForImageClassification, "from_pretrained", classmethod(departing))
     result = run_scenario(scenario, SourceCache(), workaround=workaround)
     assert result.status == "failed" and result.signature == "dtype-changed", result.message
+
+
+def test_a_model_kept_in_half_precision_is_judged_against_a_build_in_that_dtype_not_a_cast(monkeypatch):
+    """transformers 5 builds a half-precision checkpoint's model with that dtype as torch's default, where timm keeps
+    Gemma4's rotary `inv_freq` (a buffer it computes itself) in float32; a reference cast with `.to(float16)`
+    rounded it and called the exact load an output-mismatch. A loader that does round it is still named."""
+    import transformers
+
+    from compat_tests.judge.expectations import expected
+
+    if expected("hf_auto.dtype").value != "checkpoint":
+        return  # transformers 4.x loads float32: no model is kept in the checkpoint's dtype
+    scenario = Scenario("gemma4_vit_167m", "checkpoint_dtype",
+                        next(o for o in all_paths()["checkpoint_dtype"].overrides("gemma4_vit_167m")
+                             if o.name == "fp16_hf_auto"))
+    workaround = "drop-num-classes-from-model-args"  # the known kwarg-conflict, got past as users do
+    cache = SourceCache()
+    result = run_scenario(scenario, cache, workaround=workaround)
+    assert result.status == "passed", result.message
+    assert result.evidence["output"]["max_error"] == 0.0
+    real = transformers.AutoModel.from_pretrained.__func__
+
+    def rounding(cls, *args, **kwargs):  # a headless model loads through AutoModel
+        model, info = real(cls, *args, **kwargs)
+        return model.to(model.dtype), info  # every floating buffer cast to the checkpoint's dtype
+
+    monkeypatch.setattr(transformers.AutoModel, "from_pretrained", classmethod(rounding))
+    result = run_scenario(scenario, cache, workaround=workaround)
+    assert result.status == "failed" and result.signature == "output-mismatch", result.message
+    # The first layer that differs is the first attention, where the rounded frequencies rotate q and k.
+    assert result.evidence["output"]["first_divergence"]["module"].startswith("encoder.blocks.0.attn."), \
+        result.evidence["output"]

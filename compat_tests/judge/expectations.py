@@ -34,7 +34,8 @@ EXPECTATIONS: tuple[Expectation, ...] = (
                 "model will get loaded in torch.float (fp32)'"),
     Expectation("hf_auto.dtype", "transformers", ">=5", "checkpoint",
                 "transformers 5.x modeling_utils.py from_pretrained: dtype 'defaults to \"auto\"': the config's "
-                "dtype, else the dtype of the checkpoint's first floating weight"),
+                "dtype, else the dtype of the checkpoint's first floating weight; the model is built with it as "
+                "torch's default dtype (get_init_context: local_torch_dtype)"),
     Expectation("hf_auto.input", "transformers", ">=4.48", "model dtype",
                 "transformers models/timm_wrapper/modeling_timm_wrapper.py, TimmWrapperModel.forward and "
                 "TimmWrapperForImageClassification.forward: pixel_values = pixel_values.to(self.device, self.dtype) "
