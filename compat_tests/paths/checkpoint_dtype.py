@@ -99,37 +99,29 @@ def half_state(model, dtype, keeps_dtype):
     return {k: (held(v) if v.is_floating_point() else v) for k, v in model.state_dict().items()}
 
 
-def built_in(name, kwargs, dtype):
+def built_in(name, kwargs, dtype, device="cpu"):
     """A normal build of `name` with `dtype` as torch's default dtype, as transformers 5's from_pretrained builds a
-    checkpoint's model (`local_torch_dtype`): its parameters in `dtype`, and the buffers it computes itself in the
-    dtype its code gives them there (standalone)."""
+    checkpoint's model (`local_torch_dtype`): its parameters in `dtype`, and the tensors its code makes in another
+    dtype there (rotary frequencies in float32) as it makes them; on meta, their dtypes alone (standalone)."""
     import timm
     import torch
 
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
-        return timm.create_model(name, pretrained=False, **kwargs).eval()
+        with torch.device(device):
+            return timm.create_model(name, pretrained=False, **kwargs).eval()
     finally:
         torch.set_default_dtype(previous)
 
 
 def cast_like_build(model, name, kwargs, dtype):
-    """A copy of `model` with each floating tensor cast straight to the dtype a build with `dtype` as torch's default
-    gives it, read off such a build on the meta device, as transformers makes it (standalone): the stand-in for
-    `built_in` where the CPU has no kernel for the constructor's own computing in `dtype`."""
+    """A copy of `model` with each floating tensor cast straight to the dtype a build in `dtype` gives it, read off
+    that build on the meta device, where transformers makes it (standalone): the stand-in for `built_in` where the
+    CPU has no kernel for the constructor's own computing in `dtype`."""
     import copy
 
-    import timm
-    import torch
-
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device("meta"):
-            shape = timm.create_model(name, pretrained=False, **kwargs)
-    finally:
-        torch.set_default_dtype(previous)
+    shape = built_in(name, kwargs, dtype, "meta")
     dtypes = {k: t.dtype for k, t in [*shape.named_parameters(), *shape.named_buffers()]}
     model = copy.deepcopy(model)
     for key, tensor in [*model.named_parameters(), *model.named_buffers()]:
@@ -159,12 +151,11 @@ def judge_checkpoint_dtype(source: SourceModel, loaded: dict[str, Any]) -> Evide
         try:
             with QuickInit():  # every value it draws is overwritten by the checkpoint's below
                 reference_model = built_in(source.name, source.kwargs, dtype)
-            expected_state = held_by(expected_state, reference_model)
         except Exception as error:  # a constructor computing in `dtype` with no CPU kernel (csatv2's FFT in float16)
             reference_model = cast_like_build(source.model, source.name, source.kwargs, dtype)
-            expected_state = held_by(expected_state, reference_model)
             extra["reference"] = (f"the source cast to the dtypes a meta build in {dtype} gives: a build in {dtype} "
                                   f"raised here: {said(error)}")
+        expected_state = held_by(expected_state, reference_model)
     else:
         reference_model = copy.deepcopy(source.model)
     report = diff_state(expected_state, module.state_dict())
