@@ -100,7 +100,7 @@ def test_the_side_by_side_figures_are_shown_beside_their_goals():
     assert "gw0 5,400 MB, gw1 17,000 MB" in text and "waiting for memory 60 s" in text
     assert "vit_gigantic_patch14_clip_378-hf_to_timm-base: skipped: needs ~31.4 GB" in text
     assert "forward test failed vit_gigantic_patch14_clip_378: Timeout" in text
-    assert ("largest models     cell seconds (source builds apart) against the forward test's: "
+    assert ("largest models     cell seconds (source builds included) against the forward test's: "
             "vit_gigantic_patch14_clip_378 345 s / 97 s, aimv2_1b_patch14_224 290 s / 54 s, "
             "vit_pe_lang_large_patch14_448 106 s / skipped") in text
     assert "forward test skipped vit_pe_lang_large_patch14_448, which the matrix ran: 106 cell seconds" in text

@@ -171,7 +171,8 @@ def read(path: Path, run_id: str | None = None) -> Iterator[Result]:
 
 
 def seconds_by_model(path: Path) -> dict[str, float]:
-    """Each model's cell seconds in the records of `path` (its source builds are not in them)."""
+    """Each model's cell seconds in the records of `path`: a record's time counts the source build its cell made,
+    so a model's first cell carries its source's build."""
     spent: dict[str, float] = {}
     for record in read(path):
         spent[record.model] = spent.get(record.model, 0.0) + record.duration_s

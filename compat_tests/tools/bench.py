@@ -292,7 +292,8 @@ def render_side_by_side(f: dict) -> list[str]:
         lines.append("  inside cells       the run wrote no time account (it did not finish)")
     models = matrix.get("by_model") or {}
     if models.get("largest"):
-        lines.append("  largest models     cell seconds (source builds apart) against the forward test's: " + ", ".join(
+        label = "  largest models     cell seconds (source builds included) against the forward test's: "
+        lines.append(label + ", ".join(
             f"{m['model']} {m['matrix_cell_s']:.0f} s / "
             + (f"{m['forward_s']:.0f} s" if m.get("forward_s") is not None
                else "skipped" if m["model"] in (models.get("forward_skipped") or {}) else "-")

@@ -207,7 +207,7 @@ def _junit_outcomes(junit: Path) -> dict[str, Any]:
 
 
 def by_model(report: Path, forward: dict[str, Any], top: int = 5) -> dict[str, Any]:
-    """Where the ratio comes from: the models taking the most cell seconds (their source builds apart) beside the
+    """Where the ratio comes from: the models taking the most cell seconds (their source builds included) beside the
     forward test's seconds for them (its one build included), and the models the forward test skipped."""
     spent = results.seconds_by_model(report)
     skipped = {m: round(spent.get(m, 0.0), 1) for m in forward.get("skipped_models") or []}
