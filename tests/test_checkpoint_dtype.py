@@ -55,7 +55,7 @@ def test_timm_wrapper_gives_the_dtype_its_release_documents_and_the_opposite_is_
     scenario = Scenario("test_vit2", "checkpoint_dtype", override)
     # The known kwarg-conflict (timm 1.0.31 + transformers >= 4.53) is got past the way users do.
     workaround = "drop-num-classes-from-model-args"
-    result = run_scenario(scenario, SourceCache(), workaround=workaround)
+    result = run_scenario(scenario, SourceCache(), workarounds=[workaround])
     assert result.status == "passed", result.message
     real = transformers.AutoModelForImageClassification.from_pretrained.__func__
 
@@ -64,7 +64,7 @@ def test_timm_wrapper_gives_the_dtype_its_release_documents_and_the_opposite_is_
         return (model.float() if keeps else model.to(torch.bfloat16)), info
 
     monkeypatch.setattr(transformers.AutoModelForImageClassification, "from_pretrained", classmethod(departing))
-    result = run_scenario(scenario, SourceCache(), workaround=workaround)
+    result = run_scenario(scenario, SourceCache(), workarounds=[workaround])
     assert result.status == "failed" and result.signature == "dtype-changed", result.message
 
 
@@ -86,7 +86,7 @@ def test_a_model_kept_in_half_precision_is_judged_against_a_build_in_that_dtype_
                                                         if o.name == "fp16_hf_auto"))
     workaround = "drop-num-classes-from-model-args"  # the known kwarg-conflict, got past as users do
     cache = SourceCache()
-    result = run_scenario(scenario, cache, workaround=workaround)
+    result = run_scenario(scenario, cache, workarounds=[workaround])
     assert result.status == "passed", result.message
     assert result.evidence["output"]["max_error"] == 0.0 and "reference" not in result.evidence["extra"]
     auto = transformers.AutoModel if model.startswith("gemma4") else transformers.AutoModelForImageClassification
@@ -97,7 +97,7 @@ def test_a_model_kept_in_half_precision_is_judged_against_a_build_in_that_dtype_
         return loaded.to(loaded.dtype), info  # every floating tensor cast to the checkpoint's dtype
 
     monkeypatch.setattr(auto, "from_pretrained", classmethod(rounding))
-    result = run_scenario(scenario, cache, workaround=workaround)
+    result = run_scenario(scenario, cache, workarounds=[workaround])
     assert result.status == "failed" and result.signature == rounded, result.message
     if rounded == "output-mismatch":
         # The first layer that differs is the first attention, where the rounded frequencies rotate q and k.
@@ -114,7 +114,7 @@ def test_a_model_this_cpu_cannot_build_in_half_precision_is_not_called_a_dtype_c
 
     scenario = Scenario("csatv2", "checkpoint_dtype", next(o for o in all_paths()["checkpoint_dtype"].overrides(
         "csatv2") if o.name == "fp16_hf_auto"))
-    result = run_scenario(scenario, SourceCache(), workaround="drop-num-classes-from-model-args")
+    result = run_scenario(scenario, SourceCache(), workarounds=["drop-num-classes-from-model-args"])
     if expected("hf_auto.dtype").value != "checkpoint":
         assert result.status == "passed", result.message
         return

@@ -70,7 +70,7 @@ def test_a_file_handed_to_the_models_npz_reader_is_named_and_custom_load_false_g
         assert "raised in timm/models/vision_transformer.py:" in result.message
         assert classify_record(result) == (result.signature, result.message)
         fixed = run_scenario(Scenario("vit_tiny_patch16_224", "pretrained_file", meta=meta), SourceCache(),
-                             workaround="overlay-file-without-custom-load")
+                             workarounds=["overlay-file-without-custom-load"])
         assert fixed.status == "passed", fixed.message
     # A model whose tag is timm's own weights is untouched by the fault.
     assert _run("test_vit2", Override.of("base")).status == "passed"

@@ -141,3 +141,60 @@ def test_a_second_fault_behind_the_known_one_is_a_new_failure(monkeypatch, sessi
     # Its repro applies the workaround first, as the cell did, so it reaches the failure behind the known one.
     assert "def drop_num_classes_from_model_args" in result.repro
     assert "\ndrop_num_classes_from_model_args()" in result.repro
+
+
+# The ViT-ResNet hybrids' hf_to_timm cell stops at two known failures in a row, each with its own workaround:
+# timm 1.0.31's num_classes in model_args (kwarg-conflict), then the hybrid's backbone asking the hub for weights
+# on a local load (hub-access-on-local-load).
+HYBRID = Scenario("vit_small_resnet26d_224", "hf_to_timm")
+KWARG, HUB = "drop-num-classes-from-model-args", "hybrid-backbone-without-download"
+
+
+def test_two_known_failures_in_a_row_are_both_got_past_and_the_load_behind_them_checked(monkeypatch, session,
+                                                                                       baseline):
+    _writes_num_classes(monkeypatch)
+    result = session.verdict(HYBRID, baseline)
+    assert result.status == "xfailed" and result.signature == "kwarg-conflict", result.message
+    assert result.behind["status"] == "passed", result.behind
+    assert result.behind["workaround"] == f"{KWARG} + {HUB}"
+    assert result.behind["through"] == [{"signature": "hub-access-on-local-load", "workaround": HUB}]
+
+
+def test_a_fault_behind_two_known_failures_is_a_new_failure_with_both_workarounds_in_its_repro(monkeypatch, session,
+                                                                                              baseline):
+    from .test_quick_init import _loader_drops
+
+    _writes_num_classes(monkeypatch)
+    monkeypatch.setattr(torch.nn.Module, "load_state_dict", _loader_drops("blocks.0.mlp.fc1.weight"))
+    result = session.verdict(HYBRID, baseline)
+    assert result.status == "failed" and result.signature == "tensor-mismatch", result.message
+    assert result.message.startswith(f"behind the known kwarg-conflict (with {KWARG}), then hub-access-on-local-load "
+                                     f"(with {HUB}): "), result.message
+    assert "blocks.0.mlp.fc1.weight" in result.message
+    for name in ("drop_num_classes_from_model_args", "hybrid_backbone_without_download"):
+        assert f"\n{name}()" in result.repro
+
+
+def _result(signature: str = "", status: str = "failed"):
+    from compat_tests.core.result import Result
+
+    return Result.for_scenario(HYBRID, status, "behind", signature=signature, message=f"{signature or status} here")
+
+
+def test_the_deepest_failure_reached_is_what_the_cell_shows():
+    from compat_tests.run.runner import behind_known
+
+    # The second workaround does not get past the second known failure: the cell shows that one, not the first.
+    stuck = behind_known(_result("kwarg-conflict"), [_result("hub-access-on-local-load"),
+                                                     _result("hub-access-on-local-load")], [KWARG, HUB])
+    assert (stuck.signature, stuck.behind["status"]) == ("hub-access-on-local-load", "not past it")
+    assert stuck.message == f"behind the known kwarg-conflict (with {KWARG}): hub-access-on-local-load here"
+    # The first does not get past the first: nothing behind it was reached.
+    first = behind_known(_result("kwarg-conflict"), [_result("kwarg-conflict")], [KWARG])
+    assert (first.signature, first.behind["status"], first.message) == ("kwarg-conflict", "not past it",
+                                                                        "kwarg-conflict here")
+    assert "through" not in first.behind
+    # A harness error behind them is the cell's.
+    error = behind_known(_result("kwarg-conflict"), [_result("hub-access-on-local-load"), _result("x", "error")],
+                         [KWARG, HUB])
+    assert (error.status, error.signature) == ("error", "x")

@@ -54,8 +54,10 @@ class Result:
     # The known-failures entry that turned this cell into xfailed/xpassed: {"id", "signature", "reason", "upstream"}.
     known: dict[str, Any] = field(default_factory=dict)
     # For a cell whose known failure has a workaround: the cell run again with it ({"workaround", "status",
-    # "signature", "message", "front": the known failure's signature and message}). When that run fails too, the
-    # cell's own signature, message, evidence and repro are that second failure's.
+    # "signature", "message", "front": the known failure's signature and message}), and with the workarounds of
+    # known failures found behind it too ("workaround" then joins their names with " + "; "through" lists those
+    # failures, [{"signature", "workaround"}]). When the deepest run fails otherwise, the cell's own signature,
+    # message, evidence and repro are that failure's.
     behind: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

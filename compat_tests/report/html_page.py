@@ -301,7 +301,8 @@ JS = r"""
                   ["known failure", r.known.reason ? r.known.reason + " (upstream: " + r.known.upstream + ")" : ""],
                   ["behind it", r.behind ? "with " + r.behind.workaround + ": " + r.behind.status +
                     (r.behind.signature ? " [" + r.behind.signature + "]" : "") + " (known: " +
-                    r.behind.front.signature + ")" : ""],
+                    [r.behind.front.signature, ...(r.behind.through || []).map(t => t.signature)].join(", then ") +
+                    ")" : ""],
                   ["duration", r.duration_s + " s"], ["run", r.run_id]];
     for (const [k, v] of rows) {
       if (!v) continue;

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..judge.expected import rightly_fresh
@@ -101,15 +101,15 @@ def script(
     meta: bool = False,
     meta_device: str = "meta",
     signature: str | None = None,
-    workaround: Callable[[], Any] | None = None,
+    workarounds: Sequence[Callable[[], Any]] = (),
     raised_type: str | None = None,
 ) -> str:
     """A runnable Python script reproducing one cell (on the meta device for a structural cell). With the
     `signature` the cell's failure was named, the script checks that fact and its last line says whether it
     holds; without one (a repro generated for a cell with no recorded failure) it checks the load as a whole.
-    A failure found behind a known one (paths/support/workarounds.py) is reproduced with the `workaround`
-    applied first, as the cell ran it. A structural cell whose release's constructors read values a meta tensor
-    lacks (`meta_device="cpu"`) is reproduced with real builds: the structure it checks is the same."""
+    A failure found behind known ones (paths/support/workarounds.py) is reproduced with their `workarounds`
+    applied first, in order, as the cell ran it. A structural cell whose release's constructors read values a meta
+    tensor lacks (`meta_device="cpu"`) is reproduced with real builds: the structure it checks is the same."""
     pinned = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
     expected = expectation(signature, raised_type) if signature else None
     process = expected is not None and expected["family"] == "process"
@@ -132,7 +132,7 @@ def script(
         if obj.__name__ not in seen:
             seen.add(obj.__name__)
             parts.append(_source_of(obj))
-    if workaround is not None:
+    for workaround in workarounds:
         parts += [_source_of(workaround), f"{workaround.__name__}()  # the fix users apply by hand, applied as the "
                                           "cell applied it: what fails is what lies behind the known failure"]
     if expected is None:

@@ -7,7 +7,7 @@ import contextlib
 import difflib
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 
 from ..core.evidence import Evidence, NotApplicable, from_exception
@@ -46,13 +46,14 @@ def _unknown_model(name: str) -> str | None:
 
 
 def run_scenario(scenario: Scenario, cache: SourceCache, run_id: str = "", seed: int = DEFAULT_SEED,
-                 workaround: str | None = None) -> Result:
-    """One cell, run and judged; with `workaround` (a name in paths/support/workarounds.py) applied around its
-    save and load, as a user who applies that fix by hand loads it."""
+                 workarounds: Sequence[str] = ()) -> Result:
+    """One cell, run and judged; with `workarounds` (names in paths/support/workarounds.py) applied in order
+    around its save and load, as a user who applies those fixes by hand loads it."""
     started = time.perf_counter()
     result = Result.for_scenario(scenario, "passed", run_id)
+    workarounds = tuple(workarounds)
     try:
-        _run(scenario, cache, seed, result, workaround)
+        _run(scenario, cache, seed, result, workarounds)
     except _Done:
         pass
     except Exception as e:  # a bug of the harness itself: say so, never blame the library
@@ -67,7 +68,7 @@ def _stop(result: Result, status: str, message: str, signature: str = "") -> _Do
     return _Done()
 
 
-def _run(scenario: Scenario, cache: SourceCache, seed: int, result: Result, workaround: str | None) -> None:
+def _run(scenario: Scenario, cache: SourceCache, seed: int, result: Result, workarounds: tuple[str, ...]) -> None:
     path = _applicable_path(scenario, result)
     source_kwargs = path.source_kwargs(scenario.override)
     spec = {"name": scenario.model, "kwargs": scenario.override.as_dict(), "seed": seed,
@@ -86,10 +87,10 @@ def _run(scenario: Scenario, cache: SourceCache, seed: int, result: Result, work
         if is_source_build:
             evidence = _built_with(Evidence(extra={"built_keys": len(source.state())}), source.meta_context)
         else:
-            evidence = _load_and_judge(scenario, path, source, spec, result, workaround)
+            evidence = _load_and_judge(scenario, path, source, spec, result, workarounds)
         if scenario.meta and refused is not None:  # checked on the CPU-factories build: say what plain meta said
             evidence.extra.setdefault("plain_meta_refused", f"{type(refused).__name__}: {str(refused)[:200]}")
-    _conclude(result, evidence, path, spec, source.input_size, scenario.meta, workaround)
+    _conclude(result, evidence, path, spec, source.input_size, scenario.meta, workarounds)
 
 
 def _applicable_path(scenario: Scenario, result: Result) -> LoadingPath:
@@ -131,9 +132,10 @@ def _source(scenario: Scenario, path: LoadingPath, cache: SourceCache, source_kw
 
 
 def _load_and_judge(scenario: Scenario, path: LoadingPath, source: SourceModel, spec: dict,
-                    result: Result, workaround: str | None = None) -> Evidence:
-    with workdir(source.fp32_bytes) as folder:
-        undo = WORKAROUNDS[workaround].apply() if workaround else None
+                    result: Result, workarounds: tuple[str, ...] = ()) -> Evidence:
+    with workdir(source.fp32_bytes) as folder, contextlib.ExitStack() as applied:
+        for name in workarounds:  # undone in reverse, before the judge runs
+            applied.callback(WORKAROUNDS[name].apply())
         builds = _builds(scenario, path, source)
         try:
             for tried, building in enumerate(builds, 1):
@@ -149,8 +151,7 @@ def _load_and_judge(scenario: Scenario, path: LoadingPath, source: SourceModel, 
                         raise _stop(result, "skipped", f"not checkable on the meta device: {reason}") from None
                     return _built_with(from_exception(e), building)
         finally:
-            if undo is not None:
-                undo()
+            applied.close()
         try:
             judge = path.check.judge
             if scenario.meta:  # what a load into a build wrote is seen only by the meta context it ran under
@@ -180,7 +181,7 @@ def _builds(scenario: Scenario, path: LoadingPath, source: SourceModel
 
 
 def _conclude(result: Result, evidence: Evidence, path: LoadingPath, spec: dict, input_size: tuple[int, ...],
-              meta: bool = False, workaround: str | None = None) -> None:
+              meta: bool = False, workarounds: tuple[str, ...] = ()) -> None:
     result.evidence = evidence.to_json()
     if evidence.clean:
         return
@@ -188,7 +189,7 @@ def _conclude(result: Result, evidence: Evidence, path: LoadingPath, spec: dict,
     result.signature, result.message = classify(evidence, path.name)
     result.repro = script(result.id, path, spec, input_size, result.versions, meta=meta,
                           meta_device="cpu" if evidence.extra.get(META_BUILD) else "meta", signature=result.signature,
-                          workaround=WORKAROUNDS[workaround].apply if workaround else None,
+                          workarounds=tuple(WORKAROUNDS[name].apply for name in workarounds),
                           raised_type=(evidence.exception or {}).get("type"))
     if is_limitation(result.signature):
         # An exporter that cannot handle the architecture at all: reported, but not a loading failure.
@@ -196,17 +197,29 @@ def _conclude(result: Result, evidence: Evidence, path: LoadingPath, spec: dict,
         result.message = f"limitation, not a loading failure: {result.message}"
 
 
-def behind_known(front: Result, behind: Result, workaround: str) -> Result:
-    """A cell that failed with a known failure, and the same cell run again with that failure's workaround: one
-    result keeping both. When the worked-around load fails as well, that second failure is what the cell shows
-    (its signature, message, evidence and repro), since nothing excuses it yet."""
-    front.behind = {"workaround": workaround, "status": behind.status, "signature": behind.signature,
-                    "message": behind.message, "front": {"signature": front.signature, "message": front.message}}
-    front.duration_s = round(front.duration_s + behind.duration_s, 3)
-    if behind.status == "failed" and behind.signature == front.signature:
-        front.behind["status"] = "not past it"  # the fix does not reach this cell's failure: nothing was checked
-    elif behind.status in ("failed", "error"):
-        front.status, front.signature = behind.status, behind.signature
-        front.evidence, front.repro = behind.evidence, behind.repro
-        front.message = f"behind the known {front.behind['front']['signature']} (with {workaround}): {behind.message}"
+def behind_known(front: Result, steps: Sequence[Result], workarounds: Sequence[str]) -> Result:
+    """A cell that failed with a known failure, and the same cell run again with that failure's workaround
+    (`steps[0]`, with `workarounds[:1]`); where that run stopped at another known failure with a workaround of its
+    own, again with both (`steps[1]`), and so on: one result keeping them all.
+
+    The cell shows the deepest failure reached (its signature, message, evidence and repro), since a known failure
+    excuses only itself: a run the last workaround did not get past ("not past it") reached the failure before it;
+    a last run that passed leaves the first known failure as the cell's, checked in full behind it."""
+    last = steps[-1]
+    stuck = last.status == "failed" and last.signature == (steps[-2] if len(steps) > 1 else front).signature
+    reached = len(steps) - (2 if stuck else 1)  # the step whose failure the cell shows; -1: the front's own
+    front.behind = {"workaround": " + ".join(workarounds), "status": "not past it" if stuck else last.status,
+                    "signature": last.signature, "message": last.message,
+                    "front": {"signature": front.signature, "message": front.message}}
+    if len(steps) > 1:  # the known failures passed on the way, each with the workaround applied next
+        front.behind["through"] = [{"signature": step.signature, "workaround": name}
+                                   for step, name in zip(steps[:-1], workarounds[1:], strict=True)]
+    front.duration_s = round(front.duration_s + sum(step.duration_s for step in steps), 3)
+    shown = steps[reached] if reached >= 0 else None
+    if shown is not None and shown.status in ("failed", "error"):
+        passed = zip((front, *steps[:reached]), workarounds[:reached + 1], strict=True)
+        way = ", then ".join(f"{known.signature} (with {name})" for known, name in passed)
+        front.status, front.signature = shown.status, shown.signature
+        front.evidence, front.repro = shown.evidence, shown.repro
+        front.message = f"behind the known {way}: {shown.message}"
     return front

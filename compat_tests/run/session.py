@@ -52,8 +52,9 @@ class MatrixSession:
 
     def verdict(self, scenario: Scenario, baseline: Baseline) -> results.Result:
         """The cell run and judged against the baseline. A failure the baseline knows, whose entry names a
-        workaround, is run again with it applied: the cell is xfailed only when the known failure is all that
-        is wrong, and a second failure behind it is a new failure under its own signature.
+        workaround, is run again with it applied, and a known failure found behind that one, with a workaround of
+        its own, again with both: the cell is xfailed only when the known failures are all that is wrong, and a
+        failure behind them that no entry excuses is a new failure under its own signature.
 
         A model that killed a worker earlier in the run is not built again: its cell is recorded as that crash.
         A cell whose model cannot fit in the memory available to it is skipped before the model is built."""
@@ -70,13 +71,17 @@ class MatrixSession:
             return self._verdict(scenario, baseline)
 
     def _verdict(self, scenario: Scenario, baseline: Baseline) -> results.Result:
-        result = self.run(scenario)
-        entry = baseline.expected(result.id, result.signature, result.versions, result.message) \
-            if result.status == "failed" else None
-        if entry is not None and entry.workaround_name:
-            behind = run_scenario(scenario, self.cache, self.run_id, workaround=entry.workaround_name)
-            result = behind_known(result, behind, entry.workaround_name)
-        return baseline.apply(result)
+        front = last = self.run(scenario)
+        workarounds: list[str] = []
+        steps: list[results.Result] = []
+        # Each workaround is applied once: one that does not get past its failure ends the chain there.
+        while last.status == "failed" and (entry := baseline.expected(last.id, last.signature, last.versions,
+                                                                       last.message)) is not None \
+                and (name := entry.workaround_name) and name not in workarounds:
+            workarounds.append(name)
+            last = run_scenario(scenario, self.cache, self.run_id, workarounds=workarounds)
+            steps.append(last)
+        return baseline.apply(behind_known(front, steps, workarounds) if steps else front)
 
     def record(self, result: results.Result) -> None:
         results.append(self.report, result)

@@ -25,8 +25,9 @@ Its expiry is then what makes the baseline be revisited.
 A failure that stops a path at its first step hides everything behind it. `workaround` names the fix users
 apply by hand (paths/support/workarounds.py): a cell failing with the entry's signature is run again with it
 applied, and is xfailed only when the worked-around load passes; a second failure behind the known one makes
-the cell failed under that second signature. An entry whose failure has no such fix says why
-(`workaround = "none: ..."`).
+the cell failed under that second signature, unless an entry knows it too: then it is excused, and where that
+entry names a workaround of its own the cell is run again with both, so two known failures in a row hide nothing
+either. An entry whose failure has no such fix says why (`workaround = "none: ..."`).
 
 `message` narrows an entry to one cause among failures that share a signature: the cross-version pickles of one
 architecture can lack several attributes, each from its own release, and an entry for one must not excuse the
