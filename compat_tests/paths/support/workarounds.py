@@ -85,6 +85,30 @@ def overlay_file_without_custom_load():
     return undo
 
 
+def rebuild_nonpersistent_buffers_after_load():
+    """After from_pretrained, call timm's init_non_persistent_buffers on every module that has one, as
+    TimmWrapper's _init_weights does and a user's own PreTrainedModel holding a timm tower must do itself
+    (transformers 5 builds the model on meta, so the buffers timm computes in __init__ are left unset)."""
+    from transformers import PreTrainedModel
+
+    real = PreTrainedModel.__dict__["from_pretrained"]
+
+    def from_pretrained(cls, *args, **kwargs):
+        out = real.__func__(cls, *args, **kwargs)
+        model = out[0] if isinstance(out, tuple) else out  # (model, info) with output_loading_info=True
+        for module in model.modules():
+            if hasattr(module, "init_non_persistent_buffers"):
+                module.init_non_persistent_buffers()
+        return out
+
+    PreTrainedModel.from_pretrained = classmethod(from_pretrained)
+
+    def undo():
+        PreTrainedModel.from_pretrained = real
+
+    return undo
+
+
 @dataclass(frozen=True)
 class Workaround:
     name: str
@@ -99,6 +123,9 @@ WORKAROUNDS: dict[str, Workaround] = {w.name: w for w in (
     Workaround("hybrid-backbone-without-download",
                "build the hybrid ViT's ResNet backbone with pretrained=False when loading a local file",
                hybrid_backbone_without_download),
+    Workaround("rebuild-nonpersistent-buffers-after-load",
+               "after from_pretrained, call timm's init_non_persistent_buffers on every module, as TimmWrapper does",
+               rebuild_nonpersistent_buffers_after_load),
     Workaround("overlay-file-without-custom-load",
                "add custom_load=False to pretrained_cfg_overlay with the file, so timm reads it as a torch checkpoint",
                overlay_file_without_custom_load),
